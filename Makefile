@@ -1,0 +1,34 @@
+# `make test` and `make demo` do the whole set-up on a fresh Debian machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Debian packages the test suite runs for real.
+DEBIAN_TEST_PACKAGES := minisign
+
+.PHONY: test bench debian-packages install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+install-test: $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+
+debian-packages:
+	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" -ne 0 ]; then echo "make test needs these Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: debian-packages install-test
+	$(PY) -m pytest
+
+bench: install-test
+	$(PY) -m pytest tests/benchmarks -s
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

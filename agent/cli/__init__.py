@@ -1,0 +1,1 @@
+"""The ``id1`` command: one console script, a sub-command per verb (DESIGN.md §9)."""

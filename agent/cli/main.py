@@ -1,0 +1,53 @@
+"""Entry point of ``id1``: parses the command line and turns foreseen errors into one line.
+
+Each verb lives in its own module with a ``register(subparsers)`` function that adds its parser
+and sets ``run`` (a callable taking the parsed arguments and returning an exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.cli import feed_cmd, plan_cmd
+from agent.errors import Id1Error
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is exit 2 with one line, as for every other foreseen error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="id1",
+        description="ID-1 update agent: plans, verifies and deploys signed platform releases.",
+    )
+    parser.add_argument("--version", action="version", version=f"id1 {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    verbs.required = True
+    plan_cmd.register(verbs)
+    feed_cmd.register(verbs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except Id1Error as error:
+        print(f"id1: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("id1: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

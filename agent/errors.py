@@ -1,0 +1,93 @@
+"""Every error the agent raises on purpose, in one tree.
+
+    Id1Error                      anything we foresaw; ``str()`` is the one line a user reads
+    ├── UsageError                a command line that cannot be acted on          (exit 2)
+    ├── ConfigError               the agent config is unreadable or invalid       (exit 2)
+    ├── KeyFileError              a minisign key file is unreadable or invalid
+    ├── FeedRejected              the feed may not be used                        (exit 3)
+    │   ├── FeedTooLarge          over the configured size cap
+    │   ├── SignatureError        missing, malformed, untrusted or not matching
+    │   ├── FeedExpired           ``expires_at`` is in the past
+    │   └── FeedInvalid           not a feed: every problem named by its path
+    └── ManifestInvalid           an installed-manifest file is not a manifest
+
+Foreign exceptions (OSError, JSON, pydantic, TOML) are translated where they happen into one of
+these, carrying what a person needs to act: which file, which key path, what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class Id1Error(Exception):
+    """Base of every foreseen failure."""
+
+    exit_code = 1
+
+
+class UsageError(Id1Error):
+    exit_code = 2
+
+
+class KeyFileError(Id1Error):
+    exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One thing wrong at one place: ``platforms[3].suites.core: no suite release core 9.9.9``."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class _IssueListError(Id1Error):
+    """An error made of several located issues; the first line says what and where."""
+
+    what = "invalid"
+
+    def __init__(self, source: str, issues: Iterable[Issue]):
+        self.source = source
+        self.issues: Sequence[Issue] = tuple(issues)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        count = len(self.issues)
+        head = f"{self.source}: {self.what} ({count} error{'s' if count != 1 else ''})"
+        return "\n".join([head, *(f"  {issue}" for issue in self.issues)])
+
+
+class ConfigError(_IssueListError):
+    exit_code = 2
+    what = "invalid agent config"
+
+
+class FeedRejected(Id1Error):
+    exit_code = 3
+
+
+class FeedTooLarge(FeedRejected):
+    pass
+
+
+class SignatureError(FeedRejected):
+    pass
+
+
+class FeedExpired(FeedRejected):
+    pass
+
+
+class FeedInvalid(_IssueListError, FeedRejected):
+    exit_code = 3
+    what = "invalid feed"
+
+
+class ManifestInvalid(_IssueListError):
+    exit_code = 2
+    what = "invalid manifest"
