@@ -1,0 +1,221 @@
+"""The agent's configuration (DESIGN.md §8): TOML, one pydantic model per table.
+
+Every key is documented in ``docs/configuration.md``. Unknown keys are errors, so a typo is
+reported by its key path instead of being silently ignored. ``load_config`` is the one way in;
+it raises ConfigError listing every problem.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.errors import ConfigError, Issue
+from agent.feed.model import Severity, issues_from_validation_error
+from agent.versions import check_version_or_specifier
+
+Channel = Literal["auto-update", "manual-approval", "frozen"]
+CHANNELS: tuple[str, ...] = ("auto-update", "manual-approval", "frozen")
+PinLevel = Literal["platform", "suite", "capability"]
+
+DEFAULT_FEED_MAX_BYTES = 16 * 1024 * 1024
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_WINDOW = re.compile(r"^(?P<days>[A-Za-z]{3}(?:[-,][A-Za-z]{3})*)?\s*(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"15m"`` → 15 minutes; units s, m, h, d."""
+    match = _DURATION.match(text)
+    if not match or int(match[1]) == 0:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 6h or 1d")
+    return timedelta(seconds=int(match[1]) * _DURATION_UNITS[match[2]])
+
+
+def check_window(text: str) -> str:
+    """A maintenance window: ``"Sat 02:00-05:00"``, ``"Mon-Fri 01:00-03:00"``, ``"Sat,Sun 22:00-02:00"``
+    or ``"02:00-04:00"`` (every day). An end before the start runs past midnight."""
+    match = _WINDOW.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a maintenance window such as \"Sat 02:00-05:00\"")
+    for day in re.split(r"[-,]", match["days"] or ""):
+        if day and day.capitalize() not in _DAYS:
+            raise ValueError(f"{text!r}: {day!r} is not a day (use {', '.join(_DAYS)})")
+    for clock in (match["start"], match["end"]):
+        try:
+            datetime.strptime(clock, "%H:%M")
+        except ValueError:
+            raise ValueError(f"{text!r}: {clock} is not a time of day") from None
+    if match["start"] == match["end"]:
+        raise ValueError(f"{text!r}: the window is empty")
+    return text
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from None
+    return name
+
+
+def _check_trusted_key(text: str) -> str:
+    from agent.feed.signature import PublicKey  # signature imports cryptography; only needed here
+
+    try:
+        PublicKey.from_base64(text)
+    except Exception as error:  # translated: any parse failure is a bad key line
+        raise ValueError(f"not a minisign public key (RW…): {error}") from None
+    return text
+
+
+def _check_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Table):
+    url: str | None = None
+    """Where ``feed.json`` is served; artifact URLs are relative to it."""
+    trusted_keys: list[Annotated[str, AfterValidator(_check_trusted_key)]] = Field(default_factory=list)
+    """minisign public keys (``RW…``) whose signatures are accepted; several during a key rotation."""
+    poll_interval: Annotated[str, AfterValidator(_check_duration)] = "15m"
+    """How often the daemon checks the feed (a random jitter of up to 10 % is added)."""
+    max_bytes: int = Field(default=DEFAULT_FEED_MAX_BYTES, gt=0)
+    """Feeds larger than this are refused without being parsed."""
+
+
+class SuitePolicy(_Table):
+    channel: Channel
+    """The channel of this suite's capabilities, overriding ``policy.channel``."""
+
+
+class PolicyConfig(_Table):
+    channel: Channel = "manual-approval"
+    """auto-update: apply (in the window); manual-approval: wait for approval; frozen: hold."""
+    enforce_severity: Severity = "critical"
+    """Advisories at or above this severity are enforced whatever the channel and pins say."""
+    maintenance_window: list[Annotated[str, AfterValidator(check_window)]] = Field(default_factory=list)
+    """When non-forced changes may be applied; empty means any time. One string or a list."""
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+    """The time zone the maintenance windows are written in."""
+    allow_prerelease: bool = False
+    """Whether latest and specifier pins may choose pre-releases (``2.6.0rc1``)."""
+    suites: dict[Annotated[str, Field(pattern=f"^{_NAME}$")], SuitePolicy] = Field(default_factory=dict)
+
+    @field_validator("maintenance_window", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    def channel_for(self, suite: str) -> str:
+        override = self.suites.get(suite)
+        return override.channel if override else self.channel
+
+
+class VersionPin(_Table):
+    """A pin (the seed's VersionPin). Pins in the config file have no id and are read-only."""
+
+    level: PinLevel
+    name: str
+    version: Annotated[str, AfterValidator(check_version_or_specifier)]
+    reason: str | None = None
+    id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _name_fits_level(self):
+        expected = {
+            "platform": (r"^platform$", '"platform"'),
+            "suite": (f"^{_NAME}$", "a suite name such as core"),
+            "capability": (f"^{_NAME}/{_NAME}$", "suite/capability such as core/auth"),
+        }[self.level]
+        if not re.match(expected[0], self.name) or (self.level == "suite" and self.name == "platform"):
+            raise ValueError(f"name {self.name!r} does not fit level {self.level}: expected {expected[1]}")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.level, self.name)
+
+    def describe(self) -> str:
+        return f"{self.level} pin {self.name} {self.version}"
+
+
+class ServicesConfig(_Table):
+    systemctl: str = "systemctl"
+    """The systemctl command (real systemd, or systemctl3 from docker-systemctl-replacement)."""
+    systemctl_args: list[str] = Field(default_factory=list)
+    """Extra arguments put before every systemctl verb, e.g. ``["--root=/srv/sandbox"]``."""
+    unit_dir: str = "/etc/systemd/system"
+    """Where the units that artifacts carry are installed."""
+
+
+class RolesConfig(_Table):
+    viewer: list[str] = Field(default_factory=lambda: ["id1-viewer"])
+    approver: list[str] = Field(default_factory=lambda: ["id1-approver"])
+    admin: list[str] = Field(default_factory=lambda: ["id1-admin"])
+
+
+class AgentConfig(_Table):
+    instance_id: str | None = Field(default=None, min_length=1)
+    """This host's identity, which also sets its place in staged rollouts; default /etc/machine-id."""
+    state_dir: str = "/var/lib/id1"
+    socket: str = "/run/id1/agent.sock"
+    feed: FeedConfig = Field(default_factory=FeedConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    pins: list[VersionPin] = Field(default_factory=list)
+    services: ServicesConfig = Field(default_factory=ServicesConfig)
+    roles: RolesConfig = Field(default_factory=RolesConfig)
+
+    @model_validator(mode="after")
+    def _one_pin_per_name(self):
+        seen: dict[tuple[str, str], int] = {}
+        for index, pin in enumerate(self.pins):
+            if pin.key in seen:
+                raise ValueError(f"pins[{index}] pins {pin.level} {pin.name} again (already pins[{seen[pin.key]}])")
+            seen[pin.key] = index
+        return self
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate the agent config; ConfigError lists every problem by key path."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), [Issue("", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), [Issue("", f"cannot read: {getattr(error, 'strerror', None) or error}")]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(path), [Issue("", f"not valid TOML: {error}")]) from None
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict, source: str = "agent config") -> AgentConfig:
+    try:
+        return AgentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(source, issues_from_validation_error(error)) from None
+
+
+def read_machine_id(path: Path = Path("/etc/machine-id")) -> str | None:
+    try:
+        value = path.read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    return value or None
+

@@ -1,0 +1,168 @@
+"""The release feed as data (DESIGN.md §4): pydantic models and parsing into a validated Feed.
+
+Unknown fields are ignored so that older agents read newer feeds. Versions stay strings here,
+checked once per distinct spelling (``agent.versions``); cross-references between releases are
+checked by ``agent.feed.catalog`` when the feed is indexed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import Issue
+from agent.versions import parse_specifier, parse_version
+
+SEVERITIES = ("low", "medium", "high", "critical")
+Severity = Literal["low", "medium", "high", "critical"]
+
+# Names become folder names (releases/<suite>/<capability>/), so they are kept to a safe alphabet.
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_REF_PATTERN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?)@(?P<version>\S+)$")
+
+
+def _check_version(text: str) -> str:
+    parse_version(text)
+    return text
+
+
+def _check_specifier(text: str) -> str:
+    parse_specifier(text)
+    return text
+
+
+def _check_capability_ref(text: str) -> str:
+    suite, sep, name = text.partition("/")
+    if not sep or not re.match(_NAME_PATTERN, suite) or not re.match(_NAME_PATTERN, name):
+        raise ValueError(f"{text!r} is not a capability reference such as core/auth")
+    return text
+
+
+def check_release_ref(text: str) -> str:
+    match = _REF_PATTERN.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a release reference such as core/auth@1.0.2 or platform@2.5.1")
+    parse_version(match["version"])
+    return text
+
+
+VersionStr = Annotated[str, AfterValidator(_check_version)]
+SpecifierStr = Annotated[str, AfterValidator(_check_specifier)]
+Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+CapabilityRef = Annotated[str, AfterValidator(_check_capability_ref)]
+ReleaseRef = Annotated[str, AfterValidator(check_release_ref)]
+
+
+def split_release_ref(ref: str) -> tuple[str, str]:
+    """``core/auth@1.0.2`` → (``core/auth``, ``1.0.2``); the ref was validated already."""
+    name, _, version = ref.rpartition("@")
+    return name, version
+
+
+class _FeedPart(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Rollout(_FeedPart):
+    """A staged rollout: hosts are reached in order of their wariness over ``hours`` from ``start``."""
+
+    start: AwareDatetime
+    hours: float = Field(ge=0)
+
+
+class PlatformRelease(_FeedPart):
+    version: VersionStr
+    released_at: AwareDatetime
+    suites: dict[Name, VersionStr]
+    rollout: Rollout | None = None
+    notes: str | None = None
+
+
+class SuiteRelease(_FeedPart):
+    name: Name
+    version: VersionStr
+    capabilities: dict[Name, VersionStr]
+
+
+class Artifact(_FeedPart):
+    url: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    size: int = Field(ge=0)
+
+
+class HealthCheck(_FeedPart):
+    """How to tell the capability works: an HTTP URL answering 2xx, a command exiting 0, or
+    (neither given) its units being active; retried until ``timeout_s``."""
+
+    http: str | None = None
+    command: str | list[str] | None = None
+    timeout_s: float = Field(default=60, gt=0)
+
+
+class Requires(_FeedPart):
+    platform: SpecifierStr | None = None
+    capabilities: dict[CapabilityRef, SpecifierStr] = Field(default_factory=dict)
+
+
+class CapabilityRelease(_FeedPart):
+    suite: Name
+    name: Name
+    version: VersionStr
+    artifact: Artifact
+    units: list[str]
+    health: HealthCheck | None = None
+    requires: Requires | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.suite}/{self.name}"
+
+
+class Advisory(_FeedPart):
+    id: str = Field(min_length=1)
+    severity: Severity
+    capability: CapabilityRef
+    affected: SpecifierStr
+    summary: str
+    published_at: AwareDatetime
+
+
+class Feed(_FeedPart):
+    format: Literal[1]
+    serial: int = Field(ge=0)
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    platforms: list[PlatformRelease]
+    suites: list[SuiteRelease]
+    capabilities: list[CapabilityRelease]
+    advisories: list[Advisory] = Field(default_factory=list)
+    withdrawn: list[ReleaseRef] = Field(default_factory=list)
+
+
+def severity_at_least(severity: str, threshold: str) -> bool:
+    return SEVERITIES.index(severity) >= SEVERITIES.index(threshold)
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """pydantic's ``('platforms', 3, 'suites', 'core')`` → ``platforms[3].suites.core``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def issues_from_validation_error(error: ValidationError) -> list[Issue]:
+    issues = []
+    for detail in error.errors(include_url=False):
+        message = detail["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        if detail["type"] == "extra_forbidden":
+            message = "unknown key"
+        issues.append(Issue(format_location(detail["loc"]), message))
+    return issues

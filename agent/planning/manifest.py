@@ -1,0 +1,102 @@
+"""Deployment manifests: which version of every capability runs (or should run) on the host.
+
+``{"platform": "2.5.0", "suites": {"core": {"version": "1.2.0", "capabilities": {"auth":
+{"version": "1.0.0", "source": "latest", "artifact": {…}, "units": […], "health": {…}}}}}}``;
+the stored form adds ``revision``, ``feed_serial`` and ``created_at`` (DESIGN.md §5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agent.errors import Issue, ManifestInvalid
+from agent.feed.model import Artifact, CapabilityRelease, HealthCheck, Requires, VersionStr, issues_from_validation_error
+
+
+class DeployedCapability(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: VersionStr
+    source: str
+    """Why this version: pin:capability, pin:suite, pin:platform, latest or security:<advisory id>."""
+    artifact: Artifact
+    units: list[str]
+    health: HealthCheck | None = None
+    requires: Requires | None = None
+    overrides: str | None = None
+    """The choice a security fix replaced, e.g. ``pin:suite ~=1.2.0`` or ``latest 1.0.0``."""
+
+    @classmethod
+    def from_release(cls, release: CapabilityRelease, source: str, overrides: str | None = None) -> DeployedCapability:
+        return cls(
+            version=release.version,
+            source=source,
+            artifact=release.artifact,
+            units=release.units,
+            health=release.health,
+            requires=release.requires,
+            overrides=overrides,
+        )
+
+
+class DeployedSuite(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: VersionStr | None
+    """The suite release; null while only part of a new suite release is applied."""
+    capabilities: dict[str, DeployedCapability]
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    platform: VersionStr | None
+    """The platform release; null while only part of a first install is applied."""
+    suites: dict[str, DeployedSuite]
+    revision: int | None = None
+    feed_serial: int | None = None
+    created_at: datetime | None = None
+
+    def capabilities(self) -> dict[str, DeployedCapability]:
+        """Every capability by ``suite/name``."""
+        return {
+            f"{suite_name}/{name}": capability
+            for suite_name, suite in self.suites.items()
+            for name, capability in suite.capabilities.items()
+        }
+
+    def versions(self) -> dict[str, str]:
+        return {ref: capability.version for ref, capability in self.capabilities().items()}
+
+    def to_json(self) -> dict:
+        data = self.model_dump(mode="json")
+        for stored_only in ("revision", "feed_serial", "created_at"):
+            if data[stored_only] is None:
+                del data[stored_only]
+        return data
+
+    def content_hash(self) -> str:
+        """What an approval binds to: the platform and every capability's version and artifact."""
+        content = {
+            "platform": self.platform,
+            "capabilities": {ref: [c.version, c.artifact.sha256] for ref, c in sorted(self.capabilities().items())},
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read a manifest JSON file; ManifestInvalid names the file and every problem."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ManifestInvalid(str(path), [Issue("", f"cannot read: {error.strerror or error}")]) from None
+    try:
+        return Manifest.model_validate_json(data)
+    except ValidationError as error:
+        raise ManifestInvalid(str(path), issues_from_validation_error(error)) from None
