@@ -4,6 +4,7 @@
     ├── UsageError                a command line that cannot be acted on          (exit 2)
     ├── ConfigError               the agent config is unreadable or invalid       (exit 2)
     ├── KeyFileError              a minisign key file is unreadable or invalid
+    ├── FeedUnavailable           the feed cannot be read or fetched              (exit 2)
     ├── FeedRejected              the feed may not be used                        (exit 3)
     │   ├── FeedTooLarge          over the configured size cap
     │   ├── SignatureError        missing, malformed, untrusted or not matching
@@ -65,6 +66,10 @@ class _IssueListError(Id1Error):
 class ConfigError(_IssueListError):
     exit_code = 2
     what = "invalid agent config"
+
+
+class FeedUnavailable(Id1Error):
+    exit_code = 2
 
 
 class FeedRejected(Id1Error):

@@ -49,6 +49,18 @@ def check_version_or_specifier(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=16384)
+def mentions_prerelease(text: str) -> bool:
+    """Whether a specifier names a pre-release (``>=2.6.0rc1``), which lets it match pre-releases."""
+    for clause in parse_specifier(text):
+        try:
+            if Version(clause.version).is_prerelease:
+                return True
+        except InvalidVersion:  # wildcards such as ==2.*
+            continue
+    return False
+
+
 def matches(spec: str, version: str, *, prereleases: bool = True) -> bool:
     """Whether ``version`` satisfies ``spec``; pre-releases match when explicitly allowed."""
     return parse_specifier(spec).contains(parse_version(version), prereleases=prereleases)

@@ -19,7 +19,7 @@ from packaging.version import Version
 from agent.feed.catalog import PLATFORM, Catalog
 from agent.planning.model import Problem
 from agent.planning.rollout import has_reached
-from agent.versions import is_exact, parse_specifier, parse_version
+from agent.versions import is_exact, mentions_prerelease, parse_specifier, parse_version
 from agent.config import VersionPin
 
 
@@ -87,9 +87,11 @@ class Selection:
                 return None, Problem("withdrawn", f"{pin.describe()}: {label} {pin.version} is withdrawn by the vendor")
             return version, None
         spec = parse_specifier(pin.version)
-        prereleases = True if self.allow_prerelease else None
+        prereleases_ok = self.allow_prerelease or mentions_prerelease(pin.version)
         for version in candidates:
-            if spec.contains(version, prereleases=prereleases) and automatic_ok(version):
+            if version.is_prerelease and not prereleases_ok:
+                continue
+            if spec.contains(version, prereleases=True) and automatic_ok(version):
                 return version, None
         return None, Problem(
             "no-match",
