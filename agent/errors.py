@@ -59,6 +59,8 @@ class _IssueListError(Id1Error):
 
     def _render(self) -> str:
         count = len(self.issues)
+        if count == 1:
+            return f"{self.source}: {self.what}: {self.issues[0]}"
         head = f"{self.source}: {self.what} ({count} error{'s' if count != 1 else ''})"
         return "\n".join([head, *(f"  {issue}" for issue in self.issues)])
 

@@ -122,7 +122,7 @@ def test_a_rejected_feed_is_exit_3_with_one_clear_message(host, capsys, spoil, m
     "argv,message",
     [
         (["plan", "--config", "x.toml"], "the following arguments are required: --feed"),
-        (["plan", "--feed", "f.json", "--config", "missing.toml"], "missing.toml: invalid agent config (1 error)\n  no such file"),
+        (["plan", "--feed", "f.json", "--config", "missing.toml"], "missing.toml: invalid agent config: no such file"),
         (["plan", "--feed", "f.json", "--config", "x", "--now", "yesterday"], "'yesterday' is not an ISO 8601 time"),
     ],
 )
