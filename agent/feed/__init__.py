@@ -1,0 +1,1 @@
+"""The release feed: format, signatures, verification and building."""
