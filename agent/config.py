@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.errors import ConfigError, Issue
+from agent.errors import ConfigError, Issue, KeyFileError
 from agent.feed.model import Severity, issues_from_validation_error
 from agent.versions import check_version_or_specifier
 
@@ -72,8 +72,8 @@ def _check_trusted_key(text: str) -> str:
 
     try:
         PublicKey.from_base64(text)
-    except Exception as error:  # translated: any parse failure is a bad key line
-        raise ValueError(f"not a minisign public key (RW…): {error}") from None
+    except KeyFileError as error:
+        raise ValueError(str(error)) from None
     return text
 
 

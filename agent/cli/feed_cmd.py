@@ -75,8 +75,9 @@ def run_verify(args: argparse.Namespace) -> int:
     signed = verify(data, signature, keys)
     print(
         f"{args.feed}: good signature by key {signed.key_id_hex}; serial {catalog.serial}, "
-        f"expires {catalog.feed.expires_at.isoformat()}; {len(catalog.platforms)} platform releases, "
-        f"{sum(map(len, catalog.capabilities.values()))} capability releases, {len(catalog.feed.advisories)} advisories"
+        f"expires {catalog.feed.expires_at.isoformat()}; {_count(len(catalog.platforms), 'platform release')}, "
+        f"{_count(sum(map(len, catalog.capabilities.values())), 'capability release')}, "
+        f"{_count(len(catalog.feed.advisories), 'advisory', 'advisories')}"
     )
     print(f"trusted comment: {signed.trusted_comment}")
     return 0
@@ -109,3 +110,7 @@ def _public_key(text: str) -> PublicKey:
         return PublicKey.from_file_text(Path(text).read_text(encoding="utf-8"))
     except OSError as error:
         raise KeyFileError(f"cannot read public key {text}: {error.strerror or error}") from None
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
