@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from agent.feed.model import Requires
 from agent.versions import matches
+
+
+class Unmet(NamedTuple):
+    """One requirement not met: what is needed (``suite/capability``, None for the platform)."""
+
+    needed: str | None
+    text: str
 
 
 def unmet_requirements(
@@ -14,20 +22,20 @@ def unmet_requirements(
     requires: Requires | None,
     platform: str | None,
     versions: Mapping[str, str],
-) -> list[str]:
-    """What ``ref version`` needs and does not get, one readable line each."""
+) -> list[Unmet]:
+    """What ``ref version`` needs and does not get, each with a readable line."""
     if requires is None:
         return []
     unmet = []
     if requires.platform is not None and (platform is None or not matches(requires.platform, platform)):
         have = f"platform {platform}" if platform else "no platform release"
-        unmet.append(f"{ref} {version} requires platform {requires.platform} (has {have})")
+        unmet.append(Unmet(None, f"{ref} {version} requires platform {requires.platform} (has {have})"))
     for needed, spec in requires.capabilities.items():
         have = versions.get(needed)
         if have is None:
-            unmet.append(f"{ref} {version} requires {needed} {spec} (not deployed)")
+            unmet.append(Unmet(needed, f"{ref} {version} requires {needed} {spec} (not deployed)"))
         elif not matches(spec, have):
-            unmet.append(f"{ref} {version} requires {needed} {spec} (has {have})")
+            unmet.append(Unmet(needed, f"{ref} {version} requires {needed} {spec} (has {have})"))
     return unmet
 
 

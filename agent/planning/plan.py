@@ -128,8 +128,8 @@ def _incompatibilities(target: Manifest) -> list[Problem]:
     versions = target.versions()
     problems = []
     for ref, entry in target.capabilities().items():
-        for line in unmet_requirements(ref, entry.version, entry.requires, target.platform, versions):
-            problems.append(Problem("incompatible", f"{line}; {ref} comes from {entry.source}"))
+        for unmet in unmet_requirements(ref, entry.version, entry.requires, target.platform, versions):
+            problems.append(Problem("incompatible", f"{unmet.text}; {ref} comes from {entry.source}"))
     return problems
 
 
@@ -212,11 +212,10 @@ def _defer_breaking_applies(next_all, channel_applied, want_all, target, install
         for ref, entry in next_all.items():
             if entry is None:
                 continue
-            for line in unmet_requirements(ref, entry.version, entry.requires, platform, versions):
-                needed = _required_ref(line)
-                culprit = ref if ref in channel_applied else needed if needed in channel_applied else None
+            for unmet in unmet_requirements(ref, entry.version, entry.requires, platform, versions):
+                culprit = ref if ref in channel_applied else unmet.needed if unmet.needed in channel_applied else None
                 if culprit is not None:
-                    culprits.setdefault(culprit, line)
+                    culprits.setdefault(culprit, unmet.text)
         if not culprits:
             break
         for ref, line in culprits.items():
@@ -226,12 +225,6 @@ def _defer_breaking_applies(next_all, channel_applied, want_all, target, install
                 del next_all[ref]
             deferred[ref] = Problem("deferred", f"{ref} {_version(want_all.get(ref)) or '(removal)'} waits: {line}")
     return deferred
-
-
-def _required_ref(line: str) -> str | None:
-    """The capability an ``unmet_requirements`` line asks for (``… requires core/api >=2 …``)."""
-    wanted = line.split(" requires ", 1)[1].split(" ", 1)[0]
-    return None if wanted == "platform" else wanted
 
 
 def _next_platform(next_all, want_all, target, installed, valid) -> str | None:
