@@ -155,6 +155,20 @@ class VersionPin(_Table):
         return f"{self.level} pin {self.name} {self.version}"
 
 
+class UpdatePolicy(_Table):
+    """A stored policy (the seed's UpdatePolicy), managed through the API. When enabled it sets
+    the channel of the whole instance or, with ``suite``, of one suite, over the config file."""
+
+    id: str
+    name: str
+    channel: Channel
+    enabled: bool = True
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    suite: Annotated[str, Field(pattern=f"^{_NAME}$")] | None = None
+
+
 class ServicesConfig(_Table):
     systemctl: str = "systemctl"
     """The systemctl command (real systemd, or systemctl3 from docker-systemctl-replacement)."""

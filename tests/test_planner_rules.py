@@ -325,3 +325,29 @@ def test_blocked_versions_are_not_chosen_automatically():
 def test_an_exact_pin_still_gets_a_blocked_version():
     result = plan(simple_feed(), pins=[pin("capability", "core/auth", "1.1.0")], blocked=["core/auth@1.1.0"])
     assert versions(result.target)["core/auth"] == "1.1.0" and result.valid
+
+
+# --- stored policies ------------------------------------------------------------------------
+
+def test_enabled_stored_policies_override_the_config_newest_first():
+    from datetime import datetime, timezone
+
+    from agent.config import UpdatePolicy
+    from agent.planning.policy import effective_policy
+
+    def stored(id, channel, minute, suite=None, enabled=True):
+        moment = datetime(2026, 11, 27, 12, minute, tzinfo=timezone.utc)
+        return UpdatePolicy(id=id, name=id, channel=channel, enabled=enabled, created_at=moment, updated_at=moment, suite=suite)
+
+    configured = PolicyConfig(channel="manual-approval", suites={"core": SuitePolicy(channel="frozen")})
+    assert effective_policy(configured, []) == configured
+    policy = effective_policy(configured, [
+        stored("p1", "frozen", 1),
+        stored("p2", "auto-update", 2),
+        stored("p3", "frozen", 3, enabled=False),
+        stored("p4", "auto-update", 1, suite="core"),
+    ])
+    assert policy.channel == "auto-update"
+    assert policy.channel_for("core") == "auto-update"
+    assert policy.channel_for("analytics") == "auto-update"
+    assert configured.channel_for("core") == "frozen"  # the configured policy is left as it was
