@@ -61,6 +61,7 @@ def mentions_prerelease(text: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=65536)
 def matches(spec: str, version: str, *, prereleases: bool = True) -> bool:
     """Whether ``version`` satisfies ``spec``; pre-releases match when explicitly allowed."""
     return parse_specifier(spec).contains(parse_version(version), prereleases=prereleases)

@@ -50,7 +50,7 @@ def test_every_error_is_listed_not_just_the_first():
         (lambda d: d["withdrawn"].append("core/auth@4.0.0"), "withdrawn[0]: no release core/auth 4.0.0 in the feed"),
         (lambda d: d["withdrawn"].append("core auth 1.0"), "withdrawn[0]: 'core auth 1.0' is not a release reference such as core/auth@1.0.2 or platform@2.5.1"),
         (lambda d: d["capabilities"].append(dict(d["capabilities"][0])), "capabilities[7]: core/auth 1.0.0 is already listed at capabilities[0]"),
-        (lambda d: d["capabilities"][0].update(suite="../etc"), "capabilities[0].suite: String should match pattern"),
+        (lambda d: d["capabilities"][0].update(suite="../etc"), "capabilities[0].suite: '../etc' is not a name of up to 64 letters"),
         (lambda d: d["capabilities"][0].update(requires={"capabilities": {"core/ghost": ">=1"}}), "capabilities[0].requires.capabilities.core/ghost: no capability core/ghost in the feed"),
         (lambda d: d.update(format=2), "format: Input should be 1"),
         (lambda d: d.update(expires_at=d["issued_at"]), "expires_at: 2026-11-26T12:00:00+00:00 is not after issued_at"),
@@ -164,3 +164,14 @@ def test_an_invalid_installed_manifest_names_file_and_path(tmp_path):
     with pytest.raises(ManifestInvalid) as raised:
         load_manifest(path)
     assert "suites.core.capabilities.auth.source: Field required" in [str(i) for i in raised.value.issues]
+
+
+def test_a_bad_specifier_in_an_installed_manifest_is_named(tmp_path):
+    feed = simple_feed().catalog()
+    release = feed.capabilities["core/auth"][next(iter(feed.capabilities["core/auth"]))]
+    entry = {"version": "1.0.0", "source": "latest", "artifact": release.artifact.model_dump(), "units": [],
+             "requires": {"platform": ">>2"}}
+    path = tmp_path / "installed.json"
+    path.write_text(json.dumps({"platform": "2.5.0", "suites": {"core": {"version": "1.2.0", "capabilities": {"auth": entry}}}}))
+    with pytest.raises(ManifestInvalid, match="'>>2' is not a PEP 440 version specifier"):
+        load_manifest(path)

@@ -7,8 +7,8 @@ problem by its path (``platforms[3].suites.core: no suite release core 9.9.9 in 
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+import gc
+from typing import Any
 from dataclasses import dataclass, field
 
 from packaging.version import Version
@@ -24,7 +24,7 @@ from agent.feed.model import (
     issues_from_validation_error,
     split_release_ref,
 )
-from agent.versions import parse_version
+from agent.versions import parse_specifier, parse_version
 
 PLATFORM = "platform"
 
@@ -59,58 +59,103 @@ class Catalog:
 
 def parse_feed(data: bytes | str, source: str = "feed.json") -> Catalog:
     """Validate feed bytes and index them; raises FeedInvalid naming every problem by path."""
+    collecting = gc.isenabled()
+    gc.disable()  # tens of thousands of small objects, none cyclic: collections would only cost
     try:
-        feed = Feed.model_validate_json(data)
-    except ValidationError as error:
-        raise FeedInvalid(source, issues_from_validation_error(error)) from None
-    catalog, issues = index_feed(feed)
+        try:
+            feed = Feed.model_validate_json(data)
+        except ValidationError as error:
+            raise FeedInvalid(source, issues_from_validation_error(error)) from None
+        catalog, issues = index_feed(feed)
+    finally:
+        if collecting:
+            gc.enable()
     if issues:
         raise FeedInvalid(source, issues)
     return catalog
 
 
+class _Checker:
+    """Parses versions and specifiers, recording a bad one by its path instead of raising."""
+
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+
+    # ``where`` is the path in parts, joined only when something is wrong: most feeds are fine,
+    # and building tens of thousands of path strings would be most of the indexing time.
+    def version(self, where: tuple, text: str) -> Version | None:
+        try:
+            return parse_version(text)
+        except ValueError as error:
+            self.issues.append(Issue(_path(where), str(error)))
+            return None
+
+    def specifier(self, where: tuple, text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            parse_specifier(text)
+        except ValueError as error:
+            self.issues.append(Issue(_path(where), str(error)))
+
+
+def _path(where: tuple) -> str:
+    """("capabilities", 3, ".version") → capabilities[3].version"""
+    section, index, *rest = where
+    return f"{section}[{index}]" + "".join(map(str, rest))
+
+
 def index_feed(feed: Feed) -> tuple[Catalog, list[Issue]]:
-    issues: list[Issue] = []
+    check = _Checker()
+    issues = check.issues
     if feed.expires_at <= feed.issued_at:
         issues.append(Issue("expires_at", f"{feed.expires_at.isoformat()} is not after issued_at"))
 
-    platforms = _unique(feed.platforms, "platforms", lambda r: ("platform", r.version), issues)
-    suites: dict[str, dict[Version, SuiteRelease]] = defaultdict(dict)
-    for path, release in _unique_items(feed.suites, "suites", lambda r: (r.name, r.version), issues):
-        suites[release.name][parse_version(release.version)] = release
-    capabilities: dict[str, dict[Version, CapabilityRelease]] = defaultdict(dict)
-    for path, release in _unique_items(feed.capabilities, "capabilities", lambda r: (r.ref, r.version), issues):
-        capabilities[release.ref][parse_version(release.version)] = release
-
-    for index, release in enumerate(feed.suites):
-        if release.name == PLATFORM:
-            issues.append(Issue(f"suites[{index}].name", '"platform" is reserved and cannot name a suite'))
-    for index, release in enumerate(feed.platforms):
-        for suite, version in release.suites.items():
-            if parse_version(version) not in suites.get(suite, ()):
-                issues.append(Issue(f"platforms[{index}].suites.{suite}", f"no suite release {suite} {version} in the feed"))
-    for index, release in enumerate(feed.suites):
-        for name, version in release.capabilities.items():
-            ref = f"{release.name}/{name}"
-            if parse_version(version) not in capabilities.get(ref, ()):
-                issues.append(Issue(f"suites[{index}].capabilities.{name}", f"no capability release {ref} {version} in the feed"))
+    capabilities = _index_releases(check, "capabilities", feed.capabilities, lambda r: f"{r.suite}/{r.name}")
     for index, release in enumerate(feed.capabilities):
         if release.requires is None:
             continue
-        for ref in release.requires.capabilities:
-            if ref not in capabilities:
-                issues.append(Issue(f"capabilities[{index}].requires.capabilities.{ref}", f"no capability {ref} in the feed"))
+        check.specifier(("capabilities", index, ".requires.platform"), release.requires.platform)
+        for needed, spec in release.requires.capabilities.items():
+            check.specifier(("capabilities", index, ".requires.capabilities.", needed), spec)
+            if needed not in capabilities:
+                issues.append(Issue(f"capabilities[{index}].requires.capabilities.{needed}", f"no capability {needed} in the feed"))
 
-    advisories: dict[str, list[Advisory]] = defaultdict(list)
+    # References are checked by their exact spelling first (the common case, no parsing), then
+    # as PEP 440 versions, so ``1.2`` still finds a release written ``1.2.0``.
+    capability_spellings = _spellings(capabilities)
+    suites = _index_releases(check, "suites", feed.suites, lambda r: r.name)
+    for index, release in enumerate(feed.suites):
+        if release.name == PLATFORM:
+            issues.append(Issue(f"suites[{index}].name", '"platform" is reserved and cannot name a suite'))
+        prefix = release.name + "/"
+        for name, text in release.capabilities.items():
+            ref = prefix + name
+            if text not in capability_spellings.get(ref, ()):
+                _check_reference(check, ("suites", index, ".capabilities.", name), text, capabilities.get(ref),
+                                 f"no capability release {ref} {text} in the feed")
+
+    suite_spellings = _spellings(suites)
+    platforms = _index_releases(check, "platforms", feed.platforms, lambda r: PLATFORM).get(PLATFORM, {})
+    for index, release in enumerate(feed.platforms):
+        for suite, text in release.suites.items():
+            if text not in suite_spellings.get(suite, ()):
+                _check_reference(check, ("platforms", index, ".suites.", suite), text, suites.get(suite),
+                                 f"no suite release {suite} {text} in the feed")
+
+    advisories: dict[str, list[Advisory]] = {}
     for index, advisory in enumerate(feed.advisories):
         if advisory.capability not in capabilities:
             issues.append(Issue(f"advisories[{index}].capability", f"no capability {advisory.capability} in the feed"))
-        advisories[advisory.capability].append(advisory)
+        check.specifier(("advisories", index, ".affected"), advisory.affected)
+        advisories.setdefault(advisory.capability, []).append(advisory)
 
     withdrawn = set()
     for index, ref in enumerate(feed.withdrawn):
         name, text = split_release_ref(ref)
-        version = parse_version(text)
+        version = check.version(("withdrawn", index), text)
+        if version is None:
+            continue
         releases = platforms if name == PLATFORM else (capabilities if "/" in name else suites).get(name, {})
         if version not in releases:
             issues.append(Issue(f"withdrawn[{index}]", f"no release {name} {text} in the feed"))
@@ -119,26 +164,35 @@ def index_feed(feed: Feed) -> tuple[Catalog, list[Issue]]:
     catalog = Catalog(
         feed=feed,
         platforms=platforms,
-        suites=dict(suites),
-        capabilities=dict(capabilities),
-        advisories=dict(advisories),
+        suites=suites,
+        capabilities=capabilities,
+        advisories=advisories,
         withdrawn=frozenset(withdrawn),
     )
     return catalog, issues
 
 
-def _unique_items(releases: Iterable, section: str, key, issues: list[Issue]):
-    """Yield (path, release) for releases whose (name, version) was not seen before in the section."""
-    seen: dict[tuple[str, Version], int] = {}
+def _index_releases(check: _Checker, section: str, releases: list, name_of) -> dict[str, dict[Version, Any]]:
+    """Releases by name and parsed version; a release listed twice is reported, the first kept."""
+    indexed: dict[str, dict[Version, Any]] = {}
     for index, release in enumerate(releases):
-        name, version = key(release)
-        identity = (name, parse_version(version))
-        if identity in seen:
-            issues.append(Issue(f"{section}[{index}]", f"{name} {version} is already listed at {section}[{seen[identity]}]"))
+        version = check.version((section, index, ".version"), release.version)
+        if version is None:
             continue
-        seen[identity] = index
-        yield f"{section}[{index}]", release
+        by_version = indexed.setdefault(name_of(release), {})
+        if version in by_version:
+            earlier = releases.index(by_version[version])
+            check.issues.append(Issue(f"{section}[{index}]", f"{name_of(release)} {release.version} is already listed at {section}[{earlier}]"))
+            continue
+        by_version[version] = release
+    return indexed
 
 
-def _unique(releases, section, key, issues) -> dict[Version, PlatformRelease]:
-    return {parse_version(release.version): release for _, release in _unique_items(releases, section, key, issues)}
+def _spellings(indexed: dict[str, dict[Version, Any]]) -> dict[str, set[str]]:
+    return {name: {release.version for release in releases.values()} for name, releases in indexed.items()}
+
+
+def _check_reference(check: _Checker, where: tuple, text: str, releases: dict | None, missing: str) -> None:
+    wanted = check.version(where, text)
+    if wanted is not None and wanted not in (releases or ()):
+        check.issues.append(Issue(_path(where), missing))

@@ -20,6 +20,7 @@ Severity = Literal["low", "medium", "high", "critical"]
 
 # Names become folder names (releases/<suite>/<capability>/), so they are kept to a safe alphabet.
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_CAPABILITY_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _REF_PATTERN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?)@(?P<version>\S+)$")
 
 
@@ -34,8 +35,7 @@ def _check_specifier(text: str) -> str:
 
 
 def _check_capability_ref(text: str) -> str:
-    suite, sep, name = text.partition("/")
-    if not sep or not re.match(_NAME_PATTERN, suite) or not re.match(_NAME_PATTERN, name):
+    if not re.match(_CAPABILITY_REF_PATTERN, text):
         raise ValueError(f"{text!r} is not a capability reference such as core/auth")
     return text
 
@@ -48,11 +48,21 @@ def check_release_ref(text: str) -> str:
     return text
 
 
+# Checked when the model is validated: for manifests and configs, which are small.
 VersionStr = Annotated[str, AfterValidator(_check_version)]
 SpecifierStr = Annotated[str, AfterValidator(_check_specifier)]
 Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
 CapabilityRef = Annotated[str, AfterValidator(_check_capability_ref)]
 ReleaseRef = Annotated[str, AfterValidator(check_release_ref)]
+
+# A feed repeats a few hundred version strings tens of thousands of times. Calling back into
+# Python for each would cost more than the rest of validation, so in the feed models these are
+# plain strings (patterns run inside pydantic-core) and ``agent.feed.catalog`` parses each while
+# indexing, reporting a bad one by its path.
+FeedVersion = Annotated[str, Field(min_length=1)]
+FeedSpecifier = Annotated[str, Field(min_length=1)]
+FeedCapabilityRef = Annotated[str, Field(pattern=_CAPABILITY_REF_PATTERN)]
+FeedReleaseRef = Annotated[str, Field(pattern=_REF_PATTERN.pattern)]
 
 
 def split_release_ref(ref: str) -> tuple[str, str]:
@@ -73,17 +83,17 @@ class Rollout(_FeedPart):
 
 
 class PlatformRelease(_FeedPart):
-    version: VersionStr
+    version: FeedVersion
     released_at: AwareDatetime
-    suites: dict[Name, VersionStr]
+    suites: dict[Name, FeedVersion]
     rollout: Rollout | None = None
     notes: str | None = None
 
 
 class SuiteRelease(_FeedPart):
     name: Name
-    version: VersionStr
-    capabilities: dict[Name, VersionStr]
+    version: FeedVersion
+    capabilities: dict[Name, FeedVersion]
 
 
 class Artifact(_FeedPart):
@@ -102,14 +112,14 @@ class HealthCheck(_FeedPart):
 
 
 class Requires(_FeedPart):
-    platform: SpecifierStr | None = None
-    capabilities: dict[CapabilityRef, SpecifierStr] = Field(default_factory=dict)
+    platform: FeedSpecifier | None = None
+    capabilities: dict[FeedCapabilityRef, FeedSpecifier] = Field(default_factory=dict)
 
 
 class CapabilityRelease(_FeedPart):
     suite: Name
     name: Name
-    version: VersionStr
+    version: FeedVersion
     artifact: Artifact
     units: list[str]
     health: HealthCheck | None = None
@@ -123,8 +133,8 @@ class CapabilityRelease(_FeedPart):
 class Advisory(_FeedPart):
     id: str = Field(min_length=1)
     severity: Severity
-    capability: CapabilityRef
-    affected: SpecifierStr
+    capability: FeedCapabilityRef
+    affected: FeedSpecifier
     summary: str
     published_at: AwareDatetime
 
@@ -138,7 +148,7 @@ class Feed(_FeedPart):
     suites: list[SuiteRelease]
     capabilities: list[CapabilityRelease]
     advisories: list[Advisory] = Field(default_factory=list)
-    withdrawn: list[ReleaseRef] = Field(default_factory=list)
+    withdrawn: list[FeedReleaseRef] = Field(default_factory=list)
 
 
 def severity_at_least(severity: str, threshold: str) -> bool:
@@ -156,6 +166,13 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+_PATTERN_MEANING = {
+    _NAME_PATTERN: "a name of up to 64 letters, digits, '_', '.' and '-', starting with a letter or digit",
+    _CAPABILITY_REF_PATTERN: "a capability reference such as core/auth",
+    _REF_PATTERN.pattern: "a release reference such as core/auth@1.0.2 or platform@2.5.1",
+}
+
+
 def issues_from_validation_error(error: ValidationError) -> list[Issue]:
     issues = []
     for detail in error.errors(include_url=False):
@@ -164,5 +181,8 @@ def issues_from_validation_error(error: ValidationError) -> list[Issue]:
             message = message[len("Value error, "):]
         if detail["type"] == "extra_forbidden":
             message = "unknown key"
+        meaning = _PATTERN_MEANING.get((detail.get("ctx") or {}).get("pattern"))
+        if detail["type"] == "string_pattern_mismatch" and meaning:
+            message = f"{detail['input']!r} is not {meaning}"
         issues.append(Issue(format_location(detail["loc"]), message))
     return issues

@@ -12,9 +12,10 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from agent.errors import Issue, ManifestInvalid
+from agent.versions import parse_specifier
 from agent.feed.model import Artifact, CapabilityRelease, HealthCheck, Requires, VersionStr, issues_from_validation_error
 
 
@@ -30,6 +31,15 @@ class DeployedCapability(BaseModel):
     requires: Requires | None = None
     overrides: str | None = None
     """The choice a security fix replaced, e.g. ``pin:suite ~=1.2.0`` or ``latest 1.0.0``."""
+
+    @model_validator(mode="after")
+    def _requirements_parse(self):
+        # Feed models leave specifiers to the catalog; a manifest file is checked here.
+        if self.requires is not None:
+            for spec in [self.requires.platform, *self.requires.capabilities.values()]:
+                if spec is not None:
+                    parse_specifier(spec)
+        return self
 
     @classmethod
     def from_release(cls, release: CapabilityRelease, source: str, overrides: str | None = None) -> DeployedCapability:
