@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from packaging.version import Version
+
 from agent.config import VersionPin
 from agent.feed.catalog import PLATFORM
 from agent.planning.manifest import DeployedCapability, DeployedSuite, Manifest
@@ -42,49 +44,41 @@ def resolve_target(selection: Selection, pins: Sequence[VersionPin]) -> Resoluti
     catalog = selection.catalog
     problems: list[Problem] = []
     by_key = index_pins(pins, problems)
-    platform_pin = by_key.get(("platform", PLATFORM))
-    platform_source = "pin:platform" if platform_pin else "latest"
-    resolution = Resolution(target=None, problems=problems, platform_source=platform_source, pins=by_key)
+    used_pins: set[tuple[str, str]] = set()
 
-    platform_version, problem = selection.pick(PLATFORM, platform_pin)
+    def choose(level: str, name: str, inherited: str | None, inherited_source: str) -> tuple[Version | None, str]:
+        """The pin's release of ``name`` if one is pinned, else the version handed down
+        (``inherited``; None for the platform, meaning latest). A failed pick is a problem."""
+        pin = by_key.get((level, name))
+        if pin is None and inherited is not None:
+            return parse_version(inherited), inherited_source
+        if pin is not None:
+            used_pins.add(pin.key)
+        version, problem = selection.pick(name, pin)
+        if version is None:
+            problems.append(problem)
+        return version, f"pin:{level}" if pin is not None else inherited_source
+
+    platform_version, platform_source = choose("platform", PLATFORM, None, "latest")
+    resolution = Resolution(target=None, problems=problems, platform_source=platform_source, pins=by_key)
     if platform_version is None:
-        problems.append(problem)
         return resolution
     platform = catalog.platforms[platform_version]
 
     suites: dict[str, DeployedSuite] = {}
-    used_pins = {platform_pin.key} if platform_pin else set()
     for suite_name in sorted(platform.suites):
-        suite_pin = by_key.get(("suite", suite_name))
-        if suite_pin is not None:
-            used_pins.add(suite_pin.key)
-            suite_version, problem = selection.pick(suite_name, suite_pin)
-            if suite_version is None:
-                problems.append(problem)
-                continue
-            suite_source = "pin:suite"
-        else:
-            suite_version = parse_version(platform.suites[suite_name])
-            suite_source = platform_source
+        suite_version, suite_source = choose("suite", suite_name, platform.suites[suite_name], platform_source)
+        if suite_version is None:
+            continue
         resolution.suite_sources[suite_name] = suite_source
         suite_release = catalog.suites[suite_name][suite_version]
 
         capabilities: dict[str, DeployedCapability] = {}
         for name in sorted(suite_release.capabilities):
             ref = f"{suite_name}/{name}"
-            capability_pin = by_key.get(("capability", ref))
-            if capability_pin is not None:
-                used_pins.add(capability_pin.key)
-                version, problem = selection.pick(ref, capability_pin)
-                if version is None:
-                    problems.append(problem)
-                    continue
-                source = "pin:capability"
-            else:
-                version = parse_version(suite_release.capabilities[name])
-                source = suite_source
-            release = catalog.capabilities[ref][version]
-            capabilities[name] = DeployedCapability.from_release(release, source)
+            version, source = choose("capability", ref, suite_release.capabilities[name], suite_source)
+            if version is not None:
+                capabilities[name] = DeployedCapability.from_release(catalog.capabilities[ref][version], source)
         suites[suite_name] = DeployedSuite(version=suite_release.version, capabilities=capabilities)
 
     for key, pin in by_key.items():
@@ -93,4 +87,3 @@ def resolve_target(selection: Selection, pins: Sequence[VersionPin]) -> Resoluti
 
     resolution.target = Manifest(platform=platform.version, suites=suites)
     return resolution
-
