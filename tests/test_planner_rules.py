@@ -351,3 +351,27 @@ def test_enabled_stored_policies_override_the_config_newest_first():
     assert policy.channel_for("core") == "auto-update"
     assert policy.channel_for("analytics") == "auto-update"
     assert configured.channel_for("core") == "frozen"  # the configured policy is left as it was
+
+
+def test_a_channel_never_moves_a_capability_back_onto_an_affected_version():
+    """The target is exposed (its core/auth is affected and the fix does not fit platform 2.6),
+    the installed core/auth has a fix that fits: the fix is forced and kept, never undone."""
+    feed = (
+        FeedBuilder()
+        .capabilities("core/auth", "1.0.0")
+        .capability("core/auth", "1.0.5", requires={"platform": "<2.6"})
+        .capabilities("core/api", "2.0.0", "2.1.0")
+        .suite("core", "1.2.0", {"auth": "1.0.0", "api": "2.0.0"})
+        .suite("core", "1.3.0", {"auth": "1.0.0", "api": "2.1.0"})
+        .platform("2.5.0", {"core": "1.2.0"})
+        .platform("2.6.0", {"core": "1.3.0"})
+    )
+    installed = installed_at("2.5.0", feed)
+    result = plan(feed.advisory("ID1-SA-7", "core/auth", "<1.0.5"), installed=installed)
+    assert "exposed" in codes(result)
+    assert changes(result) == [
+        ("core/api", "2.0.0", "2.1.0", "latest", APPLY),
+        ("core/auth", "1.0.0", "1.0.5", "security:ID1-SA-7", APPLY),
+        ("core/auth", "1.0.5", "1.0.0", "latest", HOLD),
+    ]
+    assert versions(result.next) == {"core/auth": "1.0.5", "core/api": "2.1.0"}

@@ -8,12 +8,14 @@
 Forced security fixes of the installed versions are ``apply`` whatever the channel, window or
 pins. A change its channel would apply but that needs a change still waiting (or that would break
 a capability staying put) is held back and reported ``deferred``, so ``next`` is always a
-compatible manifest. An approval binds to the target's ``content_hash()``.
+compatible manifest. A channel never moves a capability from a version that no enforced advisory
+affects onto one that is affected (an exposed target); such a change is held. An approval binds
+to the target's ``content_hash()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from packaging.version import Version
@@ -26,7 +28,7 @@ from agent.planning.manifest import DeployedCapability, DeployedSuite, Manifest
 from agent.planning.model import ACTION_OF_CHANNEL, APPLY, AWAIT_APPROVAL, HOLD, INVALIDATING, Change, Plan, Problem
 from agent.planning.resolve import Resolution, resolve_target
 from agent.planning.rollout import wariness
-from agent.planning.security import Enforcement, enforce_advisories
+from agent.planning.security import Enforcement, enforce_advisories, enforced_advisories
 from agent.planning.selection import Selection
 from agent.versions import parse_version
 
@@ -78,7 +80,8 @@ def make_plan(
     valid = target is not None and not any(problem.code in INVALIDATING for problem in problems)
     approved = valid and approved_target is not None and approved_target == target.content_hash()
     next_manifest, changes, deferred = _next_and_changes(
-        installed, target, valid, approved, forced, policy, resolution
+        installed, target, valid, approved, forced, policy, resolution,
+        affected=lambda ref, entry: bool(enforced_advisories(catalog, ref, entry.version, policy.enforce_severity)),
     )
     problems += deferred
     return Plan(
@@ -151,6 +154,7 @@ def _next_and_changes(
     forced: dict[str, Enforcement],
     policy: PolicyConfig,
     resolution: Resolution,
+    affected: Callable[[str, DeployedCapability], bool],
 ) -> tuple[Manifest | None, list[Change], list[Problem]]:
     have_all = installed.capabilities() if installed is not None else {}
     want_all = target.capabilities() if target is not None else {}
@@ -174,12 +178,17 @@ def _next_and_changes(
             return have_all.get(ref)
         return DeployedCapability.from_release(enforcement.fix, enforcement.source)
 
+    def worsens(stays: DeployedCapability | None, want: DeployedCapability | None, ref: str) -> bool:
+        """Moving onto an affected version (the target is exposed) from one that is not."""
+        return want is not None and stays is not None and affected(ref, want) and not affected(ref, stays)
+
     # Channel applies go straight to the target; everything else stays (or takes its forced fix).
     next_all = {ref: forced_entry(ref) for ref in have_all}
     channel_applied: set[str] = set()
     for ref in refs:
         want = want_all.get(ref) if target is not None else have_all.get(ref)
-        if valid and channel_action(ref) == APPLY and _differs(have_all.get(ref), want):
+        stays = next_all.get(ref)
+        if valid and channel_action(ref) == APPLY and _differs(stays, want) and not worsens(stays, want, ref):
             next_all[ref] = want
             channel_applied.add(ref)
 
@@ -193,7 +202,10 @@ def _next_and_changes(
         if _differs(have, now_entry):
             first.append(Change(ref, _version(have), _version(now_entry), source_of(ref, now_entry), APPLY, now_entry.overrides if now_entry else None))
         if _differs(now_entry, want):
-            action = HOLD if ref in deferred else channel_action(ref)
+            # What the channel would apply and is still different was held back: deferred, or
+            # it would land on an affected version.
+            action = channel_action(ref)
+            action = HOLD if action == APPLY else action
             second.append(Change(ref, _version(now_entry), _version(want), source_of(ref, want), action, want.overrides if want else None))
 
     next_manifest = _assemble_next(next_all, installed, target, valid)
