@@ -10,7 +10,17 @@
     │   ├── SignatureError        missing, malformed, untrusted or not matching
     │   ├── FeedExpired           ``expires_at`` is in the past
     │   └── FeedInvalid           not a feed: every problem named by its path
-    └── ManifestInvalid           an installed-manifest file is not a manifest
+    ├── FeedReplayed          a lower serial than the last accepted feed, or the same
+    │                             serial with other bytes: a replay of an old feed
+    ├── ManifestInvalid           an installed-manifest file is not a manifest
+    ├── StoreError                the agent's state store cannot be used
+    │   ├── StoreLocked           another agent holds the store's lock
+    │   └── StoreCorrupt          state.json is unreadable (moved aside, reported)
+    └── ArtifactError             an artifact cannot be fetched or unpacked safely
+        ├── ArtifactUnavailable   network or server failure, after retries
+        ├── ArtifactMismatch      size or sha256 differs from the feed's
+        ├── DiskFull              not enough free space (checked before, or hit while writing)
+        └── UnsafeArchive         absolute paths, .., links out, device files, over-size
 
 Foreign exceptions (OSError, JSON, pydantic, TOML) are translated where they happen into one of
 these, carrying what a person needs to act: which file, which key path, what to do next.
@@ -90,6 +100,10 @@ class FeedExpired(FeedRejected):
     pass
 
 
+class FeedReplayed(FeedRejected):
+    pass
+
+
 class FeedInvalid(_IssueListError, FeedRejected):
     exit_code = 3
     what = "invalid feed"
@@ -98,3 +112,35 @@ class FeedInvalid(_IssueListError, FeedRejected):
 class ManifestInvalid(_IssueListError):
     exit_code = 2
     what = "invalid manifest"
+
+
+class StoreError(Id1Error):
+    pass
+
+
+class StoreLocked(StoreError):
+    pass
+
+
+class StoreCorrupt(StoreError):
+    pass
+
+
+class ArtifactError(Id1Error):
+    pass
+
+
+class ArtifactUnavailable(ArtifactError):
+    pass
+
+
+class ArtifactMismatch(ArtifactError):
+    pass
+
+
+class DiskFull(ArtifactError):
+    pass
+
+
+class UnsafeArchive(ArtifactError):
+    pass
