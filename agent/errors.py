@@ -9,8 +9,8 @@
     │   ├── FeedTooLarge          over the configured size cap
     │   ├── SignatureError        missing, malformed, untrusted or not matching
     │   ├── FeedExpired           ``expires_at`` is in the past
-    │   └── FeedInvalid           not a feed: every problem named by its path
-    ├── FeedReplayed          a lower serial than the last accepted feed, or the same
+    │   ├── FeedInvalid           not a feed: every problem named by its path
+    │   └── FeedReplayed          a lower serial than the last accepted feed, or the same
     │                             serial with other bytes: a replay of an old feed
     ├── ManifestInvalid           an installed-manifest file is not a manifest
     ├── StoreError                the agent's state store cannot be used
