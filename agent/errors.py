@@ -16,6 +16,7 @@
     ├── StoreError                the agent's state store cannot be used
     │   ├── StoreLocked           another agent holds the store's lock
     │   └── StoreCorrupt          state.json is unreadable (moved aside, reported)
+    ├── ServiceError              a systemctl command failed or could not be run
     └── ArtifactError             an artifact cannot be fetched or unpacked safely
         ├── ArtifactUnavailable   network or server failure, after retries
         ├── ArtifactMismatch      size or sha256 differs from the feed's
@@ -123,6 +124,10 @@ class StoreLocked(StoreError):
 
 
 class StoreCorrupt(StoreError):
+    pass
+
+
+class ServiceError(Id1Error):
     pass
 
 
