@@ -1,0 +1,1 @@
+"""The deployment engine: artifacts, release folders, services, health, the state machine."""

@@ -1,0 +1,1 @@
+"""Deployment engine tests: real loopback servers, real tarballs, real (small) filesystems."""
