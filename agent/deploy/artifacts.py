@@ -319,6 +319,8 @@ class _PartialDownload:
         except BlockingIOError:
             self.close()
             raise ArtifactError(f"{url} is already being downloaded into {path} by another fetch") from None
+        except OSError:
+            pass  # a filesystem without flock (ENOLCK): nothing guards against a second fetch, nothing else changes
         self._digest = hashlib.sha256()
         self.length = 0
         self._hash_existing_bytes()
@@ -417,6 +419,8 @@ def _is_being_written(path: str) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:
+        return False  # no flock on this filesystem: it cannot tell, and neither can we
     finally:
         os.close(fd)
     return False
