@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from agent.deploy import fsync_folder
 from agent.errors import ArtifactError, ArtifactMismatch, ArtifactUnavailable, DiskFull
 
 PARTIAL_SUFFIX = ".partial"
@@ -363,7 +364,7 @@ class _PartialDownload:
         try:
             os.fsync(self._fd)
             os.replace(self.path, final)
-            _fsync_folder(final.parent)
+            fsync_folder(final.parent)
         except OSError as error:
             self._fail(error, "saving")
 
@@ -424,14 +425,6 @@ def _is_being_written(path: str) -> bool:
     finally:
         os.close(fd)
     return False
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

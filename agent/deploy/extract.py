@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from agent.deploy import fsync_folder
 from agent.errors import ArtifactError, DiskFull, UnsafeArchive
 
 DEFAULT_MAX_ENTRIES = 200_000
@@ -84,7 +85,7 @@ def extract_archive(archive: Path, dest: Path, *, max_bytes: int, max_entries: i
         _remove_tree(staging)
         raise
     try:
-        _fsync_folder(dest.parent)  # the rename itself, on disk
+        fsync_folder(dest.parent)  # the rename itself, on disk
     except OSError as error:
         raise ArtifactError(f"extracted {archive} into {dest}, but cannot sync {dest.parent}: {error.strerror}") from error
 
@@ -311,14 +312,6 @@ def _libc() -> ctypes.CDLL | None:
         return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_error(error: OSError, where: Path, archive: Path) -> ArtifactError:
