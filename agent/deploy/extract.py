@@ -153,6 +153,8 @@ class _Extraction:
             raise self.refuse(member, f"unsupported member type {member.type!r}")
 
     def checked_name(self, member: tarfile.TarInfo) -> str:
+        if "\0" in member.name or "\0" in member.linkname:  # possible in pax headers; no path holds one
+            raise self.refuse(member, "a NUL character in its name or link target")
         if member.name.startswith("/"):
             raise self.refuse(member, "absolute path")
         parts = [part for part in member.name.split("/") if part not in ("", ".")]
@@ -245,7 +247,9 @@ class _Extraction:
         for name, target in self.symlinks.items():
             path = self.root / name
             if os.path.lexists(path):
-                raise UnsafeArchive(f"{self.archive}: member {name!r}: a symlink with the name of another member")
+                raise UnsafeArchive(
+                    f"{self.archive}: member {name!r}: a symlink with the name of another member; nothing was extracted"
+                )
             os.symlink(target, path)
         real_root = os.path.realpath(self.root)
         for name, target in self.symlinks.items():

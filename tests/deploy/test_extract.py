@@ -165,6 +165,7 @@ HOSTILE = {
         [entry("l", kind=tarfile.SYMTYPE, link="f"), entry("h", kind=tarfile.LNKTYPE, link="l")],
         "h", "hard link to 'l', which is not a file extracted before it",
     ),
+    "NUL in a pax name": ([entry("bin/é\0.sh", b"x")], "bin/é\0.sh", "a NUL character in its name"),
     "character device": ([entry("dev/mem", kind=tarfile.CHRTYPE)], "dev/mem", "device files are not allowed"),
     "block device": ([entry("dev/sda", kind=tarfile.BLKTYPE)], "dev/sda", "device files are not allowed"),
     "FIFO": ([entry("run/pipe", kind=tarfile.FIFOTYPE)], "run/pipe", "FIFOs are not allowed"),
