@@ -10,12 +10,14 @@ import fcntl
 import hashlib
 import os
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from agent.deploy import artifacts
 from agent.deploy.artifacts import ArtifactCache
 from agent.errors import ArtifactError, ArtifactMismatch, ArtifactUnavailable, DiskFull
 from tests.deploy.loopback import DropAfter, IgnoreRange, Oversize, Redirect, SeenRequest, Status
@@ -439,3 +441,24 @@ def test_remove_except_keeps_what_revisions_use_and_nothing_else_of_ours(new_cac
     assert cache.remove_except({kept.upper(), resumable}) == sorted([dropped, f"{stale}.partial"])
     assert listing(cache.cache_dir) == sorted([kept, f"{resumable}.partial", "README", "lost+found"])
     assert new_cache(Path("/nonexistent/cache")).remove_except(set()) == []
+
+
+def test_a_failing_background_digest_never_blocks_the_download():
+    # The writer hands chunks to a hashing thread through a short queue; if hashing died and the
+    # queue stopped draining, the download would hang. It must go on and report at the end.
+    class BrokenDigest:
+        def update(self, data: bytes) -> None:
+            raise MemoryError("no room to hash")
+
+    hasher = artifacts._BackgroundSha256(BrokenDigest())
+
+    def download() -> None:
+        for _ in range(4 * hasher.QUEUE_DEPTH):
+            hasher.update(bytes(hasher.BATCH_BYTES))
+
+    writer = threading.Thread(target=download, daemon=True)
+    writer.start()
+    writer.join(timeout=10)
+    assert not writer.is_alive(), "the download blocked on a dead hashing thread"
+    with pytest.raises(MemoryError, match="no room to hash"):
+        hasher.finish()
