@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Debian packages the test suite runs for real.
-DEBIAN_TEST_PACKAGES := minisign
+DEBIAN_TEST_PACKAGES := minisign curl mount
 
 .PHONY: test bench debian-packages install-test clean
 

@@ -12,14 +12,13 @@ them gets a one-line error naming the options instead of a hanging prompt.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from agent.files import write_atomically
 from agent.errors import Id1Error, KeyFileError, UsageError
 from agent.feed.signature import SecretKey, secret_key_needs_password, sign
 
@@ -215,33 +214,9 @@ def _stdin_is_terminal() -> bool:
 def _write_atomically(path: Path, text: str, *, mode: int) -> None:
     """Replace ``path`` in one step: a reader sees the old file or the new one, never half."""
     try:
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        write_atomically(path, text.encode("utf-8"), mode=mode)
     except OSError as error:
         raise Id1Error(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
-            os.fchmod(stream.fileno(), mode)
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        if isinstance(error, OSError):
-            raise Id1Error(f"cannot write {path}: {error.strerror or error}") from None
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not every file system allows it, and that is fine.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _tell(message: str) -> None:

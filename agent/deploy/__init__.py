@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from agent.files import fsync_folder
 
-
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or a new entry in ``folder`` durable (without it a power cut can undo it)."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+__all__ = ["fsync_folder"]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent.files import fsync_folder, write_atomically
 
 CURRENT = "current"
 UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path", ".target")
@@ -58,11 +59,11 @@ class ReleaseLayout:
         temporary.unlink(missing_ok=True)
         os.symlink(version, temporary)  # relative: the tree can be moved or backed up whole
         os.replace(temporary, link)
-        _fsync_dir(link.parent)
+        fsync_folder(link.parent)
 
     def remove_current(self, ref: str) -> None:
         self.current_link(ref).unlink(missing_ok=True)
-        _fsync_dir(self.capability_dir(ref))
+        fsync_folder(self.capability_dir(ref))
 
     def kept_versions(self, ref: str) -> list[str]:
         folder = self.capability_dir(ref)
@@ -97,7 +98,7 @@ def install_units(release_dir: Path, unit_dir: Path, *, current: Path, state_dir
                 continue
         except FileNotFoundError:
             pass
-        _write_atomically(destination, text)
+        write_atomically(destination, text.encode("utf-8"))
         changed.append(source.name)
     return changed
 
@@ -110,28 +111,5 @@ def remove_units(unit_dir: Path, names: list[str]) -> list[str]:
             path.unlink()
             removed.append(name)
     if removed:
-        _fsync_dir(unit_dir)
+        fsync_folder(unit_dir)
     return removed
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from agent.config import parse_duration
 from agent.errors import FeedInvalid, Issue, UsageError
+from agent.files import write_atomically
 from agent.feed.catalog import parse_feed
 
 DEFAULT_VALID_FOR = "14d"
@@ -119,8 +120,8 @@ def write_feed_folder(out: Path, built: BuiltFeed, signature_text: str) -> None:
         if destination.exists() and destination.resolve() == path.resolve():
             continue
         _atomic_copy(path, destination)
-    _atomic_write(out / "feed.json", built.data)
-    _atomic_write(out / "feed.json.minisig", signature_text.encode("utf-8"))
+    write_atomically(out / "feed.json", built.data)
+    write_atomically(out / "feed.json.minisig", signature_text.encode("utf-8"))
 
 
 def _digest(path: Path) -> tuple[str, int]:
@@ -141,20 +142,6 @@ def _json_default(value):
     if isinstance(value, datetime):  # TOML datetimes
         return _iso(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     raise TypeError(f"{type(value).__name__} cannot be written to a feed")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_copy(source: Path, destination: Path) -> None:

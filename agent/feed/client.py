@@ -79,6 +79,7 @@ from agent.errors import (
     StoreError,
 )
 from agent.feed.catalog import Catalog, parse_feed
+from agent.files import fsync_folder
 from agent.feed.signature import PublicKey, verify
 from agent.feed.verify import SIGNATURE_SUFFIX, read_feed_files, verify_feed
 
@@ -452,16 +453,16 @@ class FeedClient:
         accepted_root = self.feed_dir / ACCEPTED_FOLDER
         if not accepted_root.is_dir():
             accepted_root.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self.feed_dir.parent)
-            _fsync_dir(self.feed_dir)
+            fsync_folder(self.feed_dir.parent)
+            fsync_folder(self.feed_dir)
         self._ensure_fixed_links()
         folder = Path(tempfile.mkdtemp(prefix=f"{meta['serial']:010d}-{meta['sha256'][:12]}-", dir=accepted_root))
         os.chmod(folder, 0o755)
         _write_new_file(folder / FEED_NAME, data)
         _write_new_file(folder / SIGNATURE_NAME, signature)
         _write_new_file(folder / META_NAME, _meta_bytes(meta))
-        _fsync_dir(folder)
-        _fsync_dir(accepted_root)
+        fsync_folder(folder)
+        fsync_folder(accepted_root)
         self._switch_current_link(folder)
         self._remove_leftovers(keep=folder)
         return folder
@@ -469,7 +470,7 @@ class FeedClient:
     def _switch_current_link(self, folder: Path) -> None:
         """The commit point: ``current`` names the new folder, atomically and durably."""
         _replace_symlink(self.feed_dir / CURRENT_LINK, f"{ACCEPTED_FOLDER}/{folder.name}")
-        _fsync_dir(self.feed_dir)
+        fsync_folder(self.feed_dir)
 
     def _ensure_fixed_links(self) -> None:
         changed = False
@@ -483,7 +484,7 @@ class FeedClient:
             _replace_symlink(link, target)
             changed = True
         if changed:
-            _fsync_dir(self.feed_dir)
+            fsync_folder(self.feed_dir)
 
     def _replace_meta(self, folder: Path, meta: dict[str, Any]) -> None:
         handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{META_NAME}.")
@@ -497,7 +498,7 @@ class FeedClient:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
-        _fsync_dir(folder)
+        fsync_folder(folder)
 
     def _remove_leftovers(self, keep: Path) -> None:
         # Best effort: a leftover costs disk space, never correctness (only ``current`` is read).
@@ -571,11 +572,3 @@ def _replace_symlink(link: Path, target: str) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -13,6 +13,7 @@ import errno
 import os
 from pathlib import Path
 
+from agent import files
 from agent.errors import StoreError
 
 TEMP_MARK = ".tmp-"
@@ -72,11 +73,7 @@ def append_durably(path: Path, lines: list[bytes]) -> None:
 
 def fsync_folder(folder: Path) -> None:
     try:
-        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        files.fsync_folder(folder)
     except OSError as error:
         raise store_error("sync", folder, error, intact=False) from error
 
