@@ -15,6 +15,22 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def capability_release(ref: str, version: str, *, units: list[str] | None = None) -> dict:
+    """A capability release with a made-up artifact (its digest derived from ref and version)."""
+    suite, _, name = ref.partition("/")
+    return {
+        "suite": suite,
+        "name": name,
+        "version": version,
+        "artifact": {
+            "url": f"artifacts/{suite}-{name}-{version}.tar.gz",
+            "sha256": hashlib.sha256(f"{ref}@{version}".encode()).hexdigest(),
+            "size": 1000,
+        },
+        "units": units if units is not None else [f"id1-{suite}-{name}.service"],
+    }
+
+
 class FeedBuilder:
     def __init__(self, serial: int = 1, issued_at: datetime = NOW - timedelta(days=1), expires_at: datetime = NOW + timedelta(days=13)):
         self.data = {
@@ -43,18 +59,7 @@ class FeedBuilder:
         return self
 
     def capability(self, ref: str, version: str, *, requires: dict | None = None, units: list[str] | None = None) -> FeedBuilder:
-        suite, _, name = ref.partition("/")
-        release = {
-            "suite": suite,
-            "name": name,
-            "version": version,
-            "artifact": {
-                "url": f"artifacts/{suite}-{name}-{version}.tar.gz",
-                "sha256": hashlib.sha256(f"{ref}@{version}".encode()).hexdigest(),
-                "size": 1000,
-            },
-            "units": units if units is not None else [f"id1-{suite}-{name}.service"],
-        }
+        release = capability_release(ref, version, units=units)
         if requires is not None:
             release["requires"] = requires
         self.data["capabilities"].append(release)

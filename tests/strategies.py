@@ -25,7 +25,6 @@ inputs, or a platform release as listed, sometimes with capabilities swapped for
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,7 +36,7 @@ from agent.feed.catalog import Catalog, parse_feed
 from agent.feed.model import SEVERITIES
 from agent.planning import DeployedCapability, DeployedSuite, Manifest, make_plan
 from agent.versions import parse_version
-from tests.builders import NOW, iso
+from tests.builders import NOW, capability_release, iso
 
 SUITE_NAMES = ("core", "analytics", "billing")
 CAPABILITY_NAMES = ("auth", "api", "web")
@@ -98,21 +97,6 @@ def _compact(feed: dict) -> dict:
     }
 
 
-def _capability_release(suite: str, name: str, version: str) -> dict:
-    ref = f"{suite}/{name}"
-    return {
-        "suite": suite,
-        "name": name,
-        "version": version,
-        "artifact": {
-            "url": f"artifacts/{suite}-{name}-{version}.tar.gz",
-            "sha256": hashlib.sha256(f"{ref}@{version}".encode()).hexdigest(),
-            "size": 1000,
-        },
-        "units": [f"id1-{suite}-{name}.service"],
-    }
-
-
 def _subset(draw, items, *, min_size=0, max_size=None):
     """A sub-list of ``items`` in their order."""
     items = list(items)
@@ -165,7 +149,7 @@ def feeds(draw, now: datetime = NOW) -> dict:
     for ref in refs:
         suite, _, name = ref.partition("/")
         for index, version in enumerate(cap_versions[ref]):
-            release = _capability_release(suite, name, version)
+            release = capability_release(f"{suite}/{name}", version)
             if draw(st.integers(0, 4)) == 0:
                 requires: dict = {}
                 if draw(st.integers(0, 2)) == 0:
