@@ -1,0 +1,245 @@
+"""The deployment state machine: a ``next`` manifest → running services, or the old ones back.
+
+    checking → downloading → staging → installing-units → switching → restarting → verifying
+        → committed                                        (a new revision)
+    any failure after units or links changed → rolling-back → rolled-back (the failed versions
+        blocked) ; a failure before that → failed (nothing on the host changed)
+
+Every step is recorded in the store before it is taken, so an agent killed anywhere finds the
+deployment in ``store.deployments.active()`` on its next start; ``resume()`` then retries it from
+the start when nothing had been switched yet (every step up to staging is idempotent: artifacts
+are cached by digest, release folders appear whole or not at all), and otherwise undoes it. A
+deployment that keeps re-entering the same step is stopped by a loop guard and undone.
+
+Only capabilities whose version or artifact changes are touched and restarted, in dependency
+order (a capability after those it requires).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from agent.deploy.artifacts import ArtifactCache
+from agent.deploy.extract import extract_archive
+from agent.deploy.health import HealthChecker
+from agent.deploy.releases import ReleaseLayout, install_units, remove_units, unit_files
+from agent.deploy.services import ServiceController
+from agent.errors import Id1Error
+from agent.planning.manifest import DeployedCapability, Manifest
+from agent.store import BlockSource, Deployment, DeploymentStatus, Store
+
+CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS = "checking", "downloading", "staging", "installing-units"
+SWITCHING, RESTARTING, VERIFYING, COMMITTED = "switching", "restarting", "verifying", "committed"
+ROLLING_BACK, ROLLED_BACK, FAILED = "rolling-back", "rolled-back", "failed"
+STEPS = (CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS, SWITCHING, RESTARTING, VERIFYING)
+# Up to here nothing a running service sees has changed: a killed deployment is simply retried.
+RETRYABLE = (CHECKING, DOWNLOADING, STAGING)
+LOOP_GUARD = 3
+UNPACK_FACTOR = 64  # an artifact may unpack to this many times its size (plus a floor): bombs stop
+UNPACK_FLOOR = 64 * 1024**2
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    deployment_id: str
+    status: DeploymentStatus
+    revision: int | None
+    error: str | None = None
+    changed: tuple[str, ...] = ()
+
+
+@dataclass
+class Engine:
+    store: Store
+    layout: ReleaseLayout
+    artifacts: ArtifactCache
+    services: ServiceController
+    health: HealthChecker
+    unit_dir: Path
+    instance_id: str
+    resolve_url: Callable[[str], str] = lambda url: url
+    clock: Callable[[], datetime] = field(default=None)  # type: ignore[assignment]
+    on_step: Callable[[str], None] = lambda state: None
+    """Called after a step is recorded and before it is taken (tests kill the agent here)."""
+
+    def __post_init__(self) -> None:
+        if self.clock is None:
+            from agent.store.store import utc_now
+
+            self.clock = utc_now
+
+    # --- entry points -------------------------------------------------------------------------
+
+    def deploy(self, next_manifest: Manifest, *, feed_serial: int | None, target_hash: str | None = None) -> DeployResult:
+        """Deploy ``next_manifest``; on any failure put every changed capability back."""
+        if self.store.deployments.active() is not None:
+            raise Id1Error("a deployment is already in progress; resume() it first")
+        previous = self.store.revisions.latest()
+        deployment = self.store.deployments.create(
+            self.instance_id,
+            next_manifest.to_json(),
+            state=CHECKING,
+            target_hash=target_hash,
+            from_revision=previous.number if previous else None,
+        )
+        return self._run(deployment, feed_serial)
+
+    def resume(self, *, feed_serial: int | None = None) -> DeployResult | None:
+        """Finish or undo the deployment a killed agent left behind; None when there is none."""
+        deployment = self.store.deployments.active()
+        if deployment is None:
+            return None
+        entered = sum(1 for entry in deployment.journal if entry.state == deployment.state)
+        if deployment.state in RETRYABLE and entered < LOOP_GUARD:
+            return self._run(deployment, feed_serial, resumed=True)
+        reason = (
+            f"the agent stopped during {deployment.state}"
+            if entered < LOOP_GUARD
+            else f"loop guard: {deployment.state} was entered {entered} times"
+        )
+        return self._undo(deployment, reason)
+
+    # --- the steps ----------------------------------------------------------------------------
+
+    def _run(self, deployment: Deployment, feed_serial: int | None, *, resumed: bool = False) -> DeployResult:
+        target = Manifest.model_validate(deployment.manifest)
+        before = self._manifest_of(deployment.from_revision)
+        changed, removed = _differences(before, target)
+        wanted = target.capabilities()
+        try:
+            deployment = self._step(deployment, CHECKING, "resumed after a restart" if resumed else f"{len(changed)} to change, {len(removed)} to remove",
+                                    status=DeploymentStatus.IN_PROGRESS, started_at=deployment.started_at or self.clock())
+            deployment = self._step(deployment, DOWNLOADING)
+            archives = {ref: self.artifacts.fetch(self.resolve_url(wanted[ref].artifact.url), wanted[ref].artifact.sha256, wanted[ref].artifact.size) for ref in changed}
+            deployment = self._step(deployment, STAGING)
+            for ref in changed:
+                self._stage(ref, wanted[ref], archives[ref])
+        except Id1Error as error:  # nothing running has changed yet
+            return self._finish(deployment, DeploymentStatus.FAILED, FAILED, str(error), changed)
+        try:
+            deployment = self._step(deployment, INSTALLING_UNITS)
+            reload = False
+            for ref in changed:
+                reload |= bool(install_units(self.layout.release_dir(ref, wanted[ref].version), self.unit_dir,
+                                             current=self.layout.current_link(ref), state_dir=self.layout.state_dir))
+            if reload:
+                self.services.daemon_reload()
+            deployment = self._step(deployment, SWITCHING)
+            for ref in removed:
+                units = before.capabilities()[ref].units
+                self.services.stop(units)
+                self.layout.remove_current(ref)
+            for ref in changed:
+                self.layout.switch_current(ref, wanted[ref].version)
+            deployment = self._step(deployment, RESTARTING)
+            for ref in _dependency_order(changed, wanted):
+                self.services.restart(wanted[ref].units)
+            deployment = self._step(deployment, VERIFYING)
+            for ref in _dependency_order(changed, wanted):
+                result = self.health.wait_healthy(wanted[ref].units, wanted[ref].health)
+                if not result.healthy:
+                    raise Id1Error(f"{ref} {wanted[ref].version} is not healthy: {result.detail}")
+        except Id1Error as error:
+            return self._undo(deployment, str(error), failed=[(ref, wanted[ref].version) for ref in changed])
+        with self.store.batch():
+            revision = self.store.revisions.add(target.to_json(), feed_serial, deployment.id)
+            deployment = self.store.deployments.save(deployment.record_step(
+                COMMITTED, self.clock(), f"revision {revision.number}",
+                status=DeploymentStatus.SUCCEEDED, completed_at=self.clock()))
+        return DeployResult(deployment.id, deployment.status, revision.number, None, tuple(changed))
+
+    def _undo(self, deployment: Deployment, reason: str, failed: list[tuple[str, str]] | None = None) -> DeployResult:
+        """Put every capability the deployment touched back as the previous revision had it."""
+        target = Manifest.model_validate(deployment.manifest)
+        before = self._manifest_of(deployment.from_revision)
+        changed, removed = _differences(before, target)
+        if failed is None:
+            wanted = target.capabilities()
+            failed = [(ref, wanted[ref].version) for ref in changed]
+        deployment = self._step(deployment, ROLLING_BACK, reason)
+        problems = []
+        had = before.capabilities() if before else {}
+        for ref in [*changed, *removed]:
+            try:
+                self._restore(ref, had.get(ref), target.capabilities().get(ref))
+            except Id1Error as error:
+                problems.append(str(error))
+        for ref in _dependency_order([r for r in [*changed, *removed] if r in had], had):
+            result = self.health.wait_healthy(had[ref].units, had[ref].health)
+            if not result.healthy:
+                problems.append(f"{ref} {had[ref].version} is not healthy after the rollback: {result.detail}")
+        for ref, version in failed:
+            self.store.blocked.add(f"{ref}@{version}", f"deployment {deployment.id} failed: {reason}", BlockSource.FAILED_DEPLOYMENT)
+        error = reason + (f"; rollback problems: {'; '.join(problems)}" if problems else "")
+        return self._finish(deployment, DeploymentStatus.ROLLED_BACK, ROLLED_BACK, error, changed)
+
+    def _restore(self, ref: str, previous: DeployedCapability | None, attempted: DeployedCapability | None) -> None:
+        if previous is None:  # new in the failed deployment: take it away again
+            if attempted is not None:
+                self.services.stop(attempted.units)
+                remove_units(self.unit_dir, [path.name for path in unit_files(self.layout.release_dir(ref, attempted.version))])
+            self.layout.remove_current(ref)
+            return
+        release = self.layout.release_dir(ref, previous.version)
+        if not release.is_dir():
+            raise Id1Error(f"cannot roll {ref} back: its release folder {release} is gone")
+        if install_units(release, self.unit_dir, current=self.layout.current_link(ref), state_dir=self.layout.state_dir):
+            self.services.daemon_reload()
+        self.layout.switch_current(ref, previous.version)
+        self.services.restart(previous.units)
+
+    def _stage(self, ref: str, entry: DeployedCapability, archive: Path) -> None:
+        destination = self.layout.release_dir(ref, entry.version)
+        if destination.is_dir():
+            return  # extraction publishes the folder whole: present means complete
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        extract_archive(archive, destination, max_bytes=entry.artifact.size * UNPACK_FACTOR + UNPACK_FLOOR)
+
+    def _step(self, deployment: Deployment, state: str, detail: str = "", **changes) -> Deployment:
+        deployment = self.store.deployments.save(deployment.record_step(state, self.clock(), detail, **changes))
+        self.on_step(state)
+        return deployment
+
+    def _finish(self, deployment: Deployment, status: DeploymentStatus, state: str, error: str, changed) -> DeployResult:
+        deployment = self.store.deployments.save(deployment.record_step(
+            state, self.clock(), error, status=status, error=error, completed_at=self.clock()))
+        return DeployResult(deployment.id, status, None, error, tuple(changed))
+
+    def _manifest_of(self, revision: int | None) -> Manifest | None:
+        if revision is None:
+            return None
+        stored = self.store.revisions.get(revision)
+        return Manifest.model_validate(stored.manifest) if stored else None
+
+
+def _differences(before: Manifest | None, after: Manifest) -> tuple[list[str], list[str]]:
+    """Capabilities whose version or artifact changes (or that are new), and those removed."""
+    had = before.capabilities() if before else {}
+    wants = after.capabilities()
+    changed = sorted(ref for ref, entry in wants.items()
+                     if ref not in had or (had[ref].version, had[ref].artifact.sha256) != (entry.version, entry.artifact.sha256))
+    removed = sorted(ref for ref in had if ref not in wants)
+    return changed, removed
+
+
+def _dependency_order(refs: list[str], entries: dict[str, DeployedCapability]) -> list[str]:
+    """``refs`` with each after the capabilities it requires (name order otherwise)."""
+    ordered: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(ref: str) -> None:
+        if ref in ordered or ref in visiting:
+            return
+        visiting.add(ref)
+        requires = entries[ref].requires
+        for needed in sorted(requires.capabilities if requires else ()):
+            if needed in refs:
+                visit(needed)
+        ordered.append(ref)
+
+    for ref in sorted(refs):
+        visit(ref)
+    return ordered

@@ -1,0 +1,182 @@
+"""The deployment state machine with real parts: artifacts from a loopback server, real unit
+files run as real processes by systemctl3, real health checks, the real store."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import socket
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from agent.deploy.artifacts import ArtifactCache
+from agent.deploy.engine import SWITCHING, STAGING, VERIFYING, Engine
+from agent.deploy.health import HealthChecker
+from agent.deploy.releases import ReleaseLayout
+from agent.deploy.services import ServiceController
+from agent.planning.manifest import Manifest
+from agent.store import DeploymentStatus, Store
+from tests.deploy.loopback import ArtifactServer
+
+SYSTEMCTL3 = Path(sys.executable).parent / "systemctl3"
+
+SERVER = """
+import http.server, os, sys
+port, state, name, broken = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "broken"
+os.makedirs(state, exist_ok=True)
+with open(os.path.join(state, name + ".starts"), "a") as log:
+    log.write(f"{os.getpid()}\\n")
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500 if broken else 200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *args): pass
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+class Crash(BaseException):
+    """Stands for the agent dying at a step: nothing after it runs, nothing cleans up."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def artifact(ref: str, port: int, *, broken: bool = False) -> bytes:
+    suite, _, name = ref.partition("/")
+    unit = (f"[Service]\nType=simple\nExecStart=/usr/bin/python3 @CURRENT@/bin/serve.py {port} @STATE_DIR@/run "
+            f"{suite}-{name} {'broken' if broken else 'fine'}\n[Install]\nWantedBy=multi-user.target\n")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, text, mode in [("bin/serve.py", SERVER, 0o755), (f"systemd/id1-{suite}-{name}.service", unit, 0o644)]:
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue(), mtime=0)  # the same release, the same bytes
+
+
+class Host:
+    def __init__(self, tmp_path: Path):
+        self.root = tmp_path / "host" / "root"
+        self.unit_dir = self.root / "etc" / "systemd" / "system"
+        self.unit_dir.mkdir(parents=True)
+        self.state_dir = tmp_path / "state"
+        self.server = ArtifactServer(tmp_path / "www").__enter__()
+        self.services = ServiceController([str(SYSTEMCTL3), f"--root={self.root}"], timeout_s=60)
+        self.ports: dict[str, int] = {}
+        self.store = Store.open(self.state_dir)
+        self.cache = ArtifactCache(self.state_dir / "cache", min_free_bytes=0)
+
+    def engine(self, on_step=lambda state: None) -> Engine:
+        return Engine(
+            store=self.store,
+            layout=ReleaseLayout(self.state_dir),
+            artifacts=self.cache,
+            services=self.services,
+            health=HealthChecker(self.services, interval_s=0.1),
+            unit_dir=self.unit_dir,
+            instance_id="host-01",
+            on_step=on_step,
+        )
+
+    def manifest(self, versions: dict[str, str], broken: set[str] = frozenset()) -> Manifest:
+        suites: dict = {}
+        for ref, version in versions.items():
+            port = self.ports.setdefault(ref, free_port())
+            data = artifact(ref, port, broken=ref in broken)
+            name = f"{ref.replace('/', '-')}-{version}.tar.gz"
+            self.server.publish(name, data)
+            suite, _, capability = ref.partition("/")
+            suites.setdefault(suite, {"version": "1.0.0", "capabilities": {}})["capabilities"][capability] = {
+                "version": version, "source": "latest",
+                "artifact": {"url": self.server.url(name), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)},
+                "units": [f"id1-{suite}-{capability}.service"],
+                "health": {"http": f"http://127.0.0.1:{port}/healthz", "timeout_s": 3 if ref in broken else 20},
+            }
+        return Manifest.model_validate({"platform": "1.0.0", "suites": suites})
+
+    def starts(self, ref: str) -> int:
+        log = self.state_dir / "run" / f"{ref.replace('/', '-')}.starts"
+        return len(log.read_text().split()) if log.exists() else 0
+
+    def close(self):
+        for unit in [p.name for p in self.unit_dir.glob("*.service")]:
+            try:
+                self.services.stop([unit])
+            except Exception:
+                pass
+        self.cache.close()
+        self.store.close()
+        self.server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def host(tmp_path):
+    if not SYSTEMCTL3.exists():
+        pytest.fail(f"{SYSTEMCTL3} is missing: make test installs docker-systemctl-replacement")
+    box = Host(tmp_path)
+    yield box
+    box.close()
+
+
+def test_fresh_install_then_a_broken_update_is_rolled_back_and_blocked(host):
+    first = host.engine().deploy(host.manifest({"core/auth": "1.0.0", "core/api": "2.0.0"}), feed_serial=1)
+    assert (first.status, first.revision) == (DeploymentStatus.SUCCEEDED, 1)
+    layout = ReleaseLayout(host.state_dir)
+    assert layout.current_version("core/auth") == "1.0.0"
+    assert host.services.is_active("id1-core-api.service")
+    api_starts = host.starts("core/api")
+
+    broken = host.engine().deploy(host.manifest({"core/auth": "1.1.0", "core/api": "2.0.0"}, broken={"core/auth"}), feed_serial=2)
+    assert broken.status == DeploymentStatus.ROLLED_BACK and broken.revision is None
+    assert "core/auth 1.1.0 is not healthy" in broken.error and "answered 500" in broken.error
+    assert layout.current_version("core/auth") == "1.0.0"
+    assert host.services.is_active("id1-core-auth.service")
+    assert host.starts("core/api") == api_starts  # the untouched capability was not restarted
+    assert "core/auth@1.1.0" in host.store.blocked.refs()
+    assert host.store.revisions.latest().number == 1
+
+
+def test_an_agent_killed_before_switching_retries_and_one_killed_after_undoes(host):
+    host.engine().deploy(host.manifest({"core/auth": "1.0.0"}), feed_serial=1)
+
+    def crash_at(step):
+        def hook(state):
+            if state == step:
+                raise Crash(step)
+        return hook
+
+    with pytest.raises(Crash):
+        host.engine(crash_at(STAGING)).deploy(host.manifest({"core/auth": "1.0.1"}), feed_serial=2)
+    resumed = host.engine().resume(feed_serial=2)
+    assert resumed.status == DeploymentStatus.SUCCEEDED and resumed.revision == 2
+    assert ReleaseLayout(host.state_dir).current_version("core/auth") == "1.0.1"
+
+    for step in (SWITCHING, VERIFYING):
+        with pytest.raises(Crash):
+            host.engine(crash_at(step)).deploy(host.manifest({"core/auth": "1.0.2"}), feed_serial=3)
+        undone = host.engine().resume()
+        assert undone.status == DeploymentStatus.ROLLED_BACK, undone.error
+        assert f"the agent stopped during {step}" in undone.error
+        assert ReleaseLayout(host.state_dir).current_version("core/auth") == "1.0.1"
+        assert host.services.is_active("id1-core-auth.service")
+        host.store.blocked.remove("core/auth@1.0.2")
+    assert host.engine().resume() is None
+
+
+def test_a_tampered_artifact_is_refused_before_anything_switches(host):
+    host.engine().deploy(host.manifest({"core/auth": "1.0.0"}), feed_serial=1)
+    manifest = host.manifest({"core/auth": "1.0.1"}, broken={"core/auth"})  # other bytes: not in the cache
+    host.server.publish("core-auth-1.0.1.tar.gz", b"tampered bytes")
+    result = host.engine().deploy(manifest, feed_serial=2)
+    assert result.status == DeploymentStatus.FAILED
+    assert "core-auth-1.0.1.tar.gz" in result.error
+    assert ReleaseLayout(host.state_dir).current_version("core/auth") == "1.0.0"
+    assert host.services.is_active("id1-core-auth.service")
