@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
+import signal
 import socket
 import sys
 import tarfile
@@ -14,7 +16,17 @@ from pathlib import Path
 import pytest
 
 from agent.deploy.artifacts import ArtifactCache
-from agent.deploy.engine import SWITCHING, STAGING, VERIFYING, Engine
+from agent.deploy.engine import (
+    CHECKING,
+    DOWNLOADING,
+    INSTALLING_UNITS,
+    RESTARTING,
+    ROLLING_BACK,
+    STAGING,
+    SWITCHING,
+    VERIFYING,
+    Engine,
+)
 from agent.deploy.health import HealthChecker
 from agent.deploy.releases import ReleaseLayout
 from agent.deploy.services import ServiceController
@@ -180,3 +192,43 @@ def test_a_tampered_artifact_is_refused_before_anything_switches(host):
     assert "core-auth-1.0.1.tar.gz" in result.error
     assert ReleaseLayout(host.state_dir).current_version("core/auth") == "1.0.0"
     assert host.services.is_active("id1-core-auth.service")
+
+
+@pytest.mark.parametrize("state", [CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS, SWITCHING, RESTARTING, VERIFYING, ROLLING_BACK])
+def test_sigkill_in_every_state_converges_on_the_next_start(host, state):
+    """The agent process is SIGKILLed on entering ``state``; the next run finishes or undoes the
+    deployment, leaving a healthy host on the old or the new revision and a readable store."""
+    host.engine().deploy(host.manifest({"core/auth": "1.0.0", "core/api": "2.0.0"}), feed_serial=1)
+    breaks = state == ROLLING_BACK  # to reach the rollback, the update must fail its health check
+    update = host.manifest({"core/auth": "1.1.0", "core/api": "2.0.0"}, broken={"core/auth"} if breaks else set())
+    host.store.close()
+    child = os.fork()
+    if child == 0:  # the agent: dies the hard way on entering the state
+        try:
+            host.store = Store.open(host.state_dir)
+
+            def die(entered):
+                if entered == state:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            host.engine(die).deploy(update, feed_serial=2)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"the agent was not killed in {state}"
+
+    host.store = Store.open(host.state_dir)  # the lock died with the agent; the store reads
+    result = host.engine().resume(feed_serial=2)
+    assert result is not None and host.store.deployments.active() is None
+    layout = ReleaseLayout(host.state_dir)
+    if result.status == DeploymentStatus.SUCCEEDED:
+        assert state in (CHECKING, DOWNLOADING, STAGING) and layout.current_version("core/auth") == "1.1.0"
+        assert host.store.revisions.latest().number == 2
+    else:
+        assert result.status == DeploymentStatus.ROLLED_BACK, result.error
+        assert layout.current_version("core/auth") == "1.0.0"
+        assert host.store.revisions.latest().number == 1
+    checker = HealthChecker(host.services, interval_s=0.1)
+    for ref in ("core/auth", "core/api"):
+        suite, _, name = ref.partition("/")
+        assert checker.wait_healthy([f"id1-{suite}-{name}.service"], None, timeout_s=20).healthy, ref
