@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from agent.errors import ConfigError, Issue, KeyFileError
 from agent.feed.model import Severity, issues_from_validation_error
+from agent.window import DAYS, WINDOW_PATTERN
 from agent.versions import check_version_or_specifier
 
 Channel = Literal["auto-update", "manual-approval", "frozen"]
@@ -28,8 +29,6 @@ DEFAULT_FEED_MAX_BYTES = 16 * 1024 * 1024
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_WINDOW = re.compile(r"^(?P<days>[A-Za-z]{3}(?:[-,][A-Za-z]{3})*)?\s*(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -43,12 +42,12 @@ def parse_duration(text: str) -> timedelta:
 def check_window(text: str) -> str:
     """A maintenance window: ``"Sat 02:00-05:00"``, ``"Mon-Fri 01:00-03:00"``, ``"Sat,Sun 22:00-02:00"``
     or ``"02:00-04:00"`` (every day). An end before the start runs past midnight."""
-    match = _WINDOW.match(text.strip())
+    match = WINDOW_PATTERN.match(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not a maintenance window such as \"Sat 02:00-05:00\"")
     for day in re.split(r"[-,]", match["days"] or ""):
-        if day and day.capitalize() not in _DAYS:
-            raise ValueError(f"{text!r}: {day!r} is not a day (use {', '.join(_DAYS)})")
+        if day and day.capitalize() not in DAYS:
+            raise ValueError(f"{text!r}: {day!r} is not a day (use {', '.join(DAYS)})")
     for clock in (match["start"], match["end"]):
         try:
             datetime.strptime(clock, "%H:%M")

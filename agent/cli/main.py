@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.cli import feed_cmd, plan_cmd
+from agent.cli import agent_cmd, feed_cmd, plan_cmd
 from agent.errors import Id1Error
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"id1 {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
+    agent_cmd.register(verbs)
     plan_cmd.register(verbs)
     feed_cmd.register(verbs)
     return parser
