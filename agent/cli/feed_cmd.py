@@ -11,8 +11,8 @@ from agent.cli.plan_cmd import parse_instant
 from agent.config import DEFAULT_FEED_MAX_BYTES, load_config
 from agent.errors import KeyFileError, UsageError
 from agent.feed.build import build_feed, load_source, previous_serial, write_feed_folder
-from agent.feed.signature import PublicKey, sign, verify
-from agent.feed.verify import read_feed_files, verify_feed
+from agent.feed.signature import PublicKey, sign
+from agent.feed.verify import read_feed_files, verify_feed_signed
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -71,8 +71,7 @@ def run_verify(args: argparse.Namespace) -> int:
         max_bytes = DEFAULT_FEED_MAX_BYTES
     now = args.now or datetime.now(timezone.utc)
     data, signature = read_feed_files(args.feed, max_bytes)
-    catalog = verify_feed(data, signature, keys, now=now, max_bytes=max_bytes, source=str(args.feed))
-    signed = verify(data, signature, keys)
+    catalog, signed = verify_feed_signed(data, signature, keys, now=now, max_bytes=max_bytes, source=str(args.feed))
     print(
         f"{args.feed}: good signature by key {signed.key_id_hex}; serial {catalog.serial}, "
         f"expires {catalog.feed.expires_at.isoformat()}; {_count(len(catalog.platforms), 'platform release')}, "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from agent.errors import FeedExpired, FeedTooLarge, FeedUnavailable, SignatureError
 from agent.feed.catalog import Catalog, parse_feed
-from agent.feed.signature import PublicKey, verify
+from agent.feed.signature import PublicKey, VerifiedSignature, verify
 
 SIGNATURE_SUFFIX = ".minisig"
 
@@ -31,6 +31,19 @@ def verify_feed(
     max_bytes: int,
     source: str = "feed.json",
 ) -> Catalog:
+    return verify_feed_signed(data, signature_text, trusted_keys, now=now, max_bytes=max_bytes, source=source)[0]
+
+
+def verify_feed_signed(
+    data: bytes,
+    signature_text: str | None,
+    trusted_keys: Sequence[PublicKey],
+    *,
+    now: datetime,
+    max_bytes: int,
+    source: str = "feed.json",
+) -> tuple[Catalog, VerifiedSignature]:
+    """``verify_feed``, also returning who signed it and the trusted comment."""
     if len(data) > max_bytes:
         raise FeedTooLarge(f"{source} is larger than the {max_bytes}-byte cap (feed.max_bytes); refused unread")
     if not trusted_keys:
@@ -38,7 +51,7 @@ def verify_feed(
     if signature_text is None:
         raise SignatureError(f"{source}: no signature ({source}{SIGNATURE_SUFFIX}) beside it; an unsigned feed is never used")
     try:
-        verify(data, signature_text, trusted_keys)
+        signed = verify(data, signature_text, trusted_keys)
     except SignatureError as error:
         raise SignatureError(f"{source}: {error}") from None
     catalog = parse_feed(data, source)
@@ -47,7 +60,7 @@ def verify_feed(
             f"{source} (serial {catalog.serial}) expired at {catalog.feed.expires_at.isoformat()}; "
             "a feed that is not refreshed could hide newer fixes, so the vendor must publish a new one"
         )
-    return catalog
+    return catalog, signed
 
 
 def read_feed_files(path: Path, max_bytes: int) -> tuple[bytes, str | None]:
