@@ -18,7 +18,7 @@ order (a capability after those it requires).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from agent.deploy.services import ServiceController
 from agent.errors import Id1Error
 from agent.planning.manifest import DeployedCapability, Manifest
 from agent.store import BlockSource, Deployment, DeploymentStatus, Store
+from agent.store.store import utc_now
 
 CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS = "checking", "downloading", "staging", "installing-units"
 SWITCHING, RESTARTING, VERIFYING, COMMITTED = "switching", "restarting", "verifying", "committed"
@@ -61,15 +62,9 @@ class Engine:
     unit_dir: Path
     instance_id: str
     resolve_url: Callable[[str], str] = lambda url: url
-    clock: Callable[[], datetime] = field(default=None)  # type: ignore[assignment]
+    clock: Callable[[], datetime] = utc_now
     on_step: Callable[[str], None] = lambda state: None
     """Called after a step is recorded and before it is taken (tests kill the agent here)."""
-
-    def __post_init__(self) -> None:
-        if self.clock is None:
-            from agent.store.store import utc_now
-
-            self.clock = utc_now
 
     # --- entry points -------------------------------------------------------------------------
 
