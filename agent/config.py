@@ -183,6 +183,11 @@ class RolesConfig(_Table):
     admin: list[str] = Field(default_factory=lambda: ["id1-admin"])
 
 
+class RetentionConfig(_Table):
+    revisions: int = Field(default=20, ge=1)
+    """Revisions kept for rollback; release folders and cached artifacts only older ones use are removed."""
+
+
 class AgentConfig(_Table):
     instance_id: str | None = Field(default=None, min_length=1)
     """This host's identity, which also sets its place in staged rollouts; default /etc/machine-id."""
@@ -193,6 +198,7 @@ class AgentConfig(_Table):
     pins: list[VersionPin] = Field(default_factory=list)
     services: ServicesConfig = Field(default_factory=ServicesConfig)
     roles: RolesConfig = Field(default_factory=RolesConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _one_pin_per_name(self):

@@ -23,6 +23,7 @@ from agent.deploy.artifacts import ArtifactCache
 from agent.deploy.engine import Engine
 from agent.deploy.health import HealthChecker
 from agent.deploy.releases import ReleaseLayout
+from agent.deploy.retention import apply_retention
 from agent.deploy.services import ServiceController
 from agent.errors import FeedRejected, UsageError
 from agent.feed.client import FeedClient
@@ -94,6 +95,9 @@ class Once:
                 self.say(f"{_describe(change)}: {outcome}" + (f" ({result.error})" if result.error else ""))
             if result.status == DeploymentStatus.SUCCEEDED:
                 self.say(f"revision {result.revision} is running")
+                report = apply_retention(store, engine.layout, cache, keep=config.retention.revisions)
+                if report.revisions or report.releases or report.artifacts:
+                    self.say(f"retention: {report.describe()}")
                 return status
             return EXIT_ROLLED_BACK
 

@@ -60,13 +60,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def artifact(ref: str, port: int, *, broken: bool = False) -> bytes:
+def artifact(ref: str, port: int, *, broken: bool = False, version: str = "1.0.0") -> bytes:
     suite, _, name = ref.partition("/")
     unit = (f"[Service]\nType=simple\nExecStart=/usr/bin/python3 @CURRENT@/bin/serve.py {port} @STATE_DIR@/run "
             f"{suite}-{name} {'broken' if broken else 'fine'}\n[Install]\nWantedBy=multi-user.target\n")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for path, text, mode in [("bin/serve.py", SERVER, 0o755), (f"systemd/id1-{suite}-{name}.service", unit, 0o644)]:
+        for path, text, mode in [("bin/serve.py", SERVER, 0o755), (f"systemd/id1-{suite}-{name}.service", unit, 0o644),
+                                 ("VERSION", f"{version}\n", 0o644)]:
             data = text.encode()
             info = tarfile.TarInfo(path)
             info.size, info.mode = len(data), mode
@@ -102,7 +103,7 @@ class Host:
         suites: dict = {}
         for ref, version in versions.items():
             port = self.ports.setdefault(ref, free_port())
-            data = artifact(ref, port, broken=ref in broken)
+            data = artifact(ref, port, broken=ref in broken, version=version)
             name = f"{ref.replace('/', '-')}-{version}.tar.gz"
             self.server.publish(name, data)
             suite, _, capability = ref.partition("/")

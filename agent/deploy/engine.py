@@ -13,6 +13,11 @@ deployment that keeps re-entering the same step is stopped by a loop guard and u
 
 Only capabilities whose version or artifact changes are touched and restarted, in dependency
 order (a capability after those it requires).
+
+``rollback()`` goes back to a kept revision: checked first (rollback.py), recorded as a
+``RollbackOperation``, then deployed like any target; the versions it leaves are blocked for
+automatic updates. A rollback interrupted by a crash is settled by ``resume()`` from what the
+host runs afterwards.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from agent.deploy.artifacts import ArtifactCache
 from agent.deploy.extract import extract_archive
 from agent.deploy.health import HealthChecker
 from agent.deploy.releases import ReleaseLayout, install_units, remove_units, unit_files
+from agent.deploy.rollback import RollbackCheck, check_rollback
 from agent.deploy.services import ServiceController
 from agent.errors import Id1Error
+from agent.files import fsync_folder
+from agent.feed.catalog import Catalog
 from agent.planning.manifest import DeployedCapability, Manifest
-from agent.store import BlockSource, Deployment, DeploymentStatus, Store
+from agent.store import BlockSource, Deployment, DeploymentStatus, RollbackOperation, RollbackStatus, Store
 from agent.store.store import utc_now
 
 CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS = "checking", "downloading", "staging", "installing-units"
@@ -50,6 +58,20 @@ class DeployResult:
     revision: int | None
     error: str | None = None
     changed: tuple[str, ...] = ()
+
+
+class RollbackRefused(Id1Error):
+    """The rollback check failed (or needs ``force``): nothing was changed."""
+
+    def __init__(self, message: str, check: RollbackCheck):
+        super().__init__(message)
+        self.check = check
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    operation: RollbackOperation
+    deployment: DeployResult
 
 
 @dataclass
@@ -85,17 +107,58 @@ class Engine:
     def resume(self, *, feed_serial: int | None = None) -> DeployResult | None:
         """Finish or undo the deployment a killed agent left behind; None when there is none."""
         deployment = self.store.deployments.active()
-        if deployment is None:
-            return None
-        entered = sum(1 for entry in deployment.journal if entry.state == deployment.state)
-        if deployment.state in RETRYABLE and entered < LOOP_GUARD:
-            return self._run(deployment, feed_serial, resumed=True)
-        reason = (
-            f"the agent stopped during {deployment.state}"
-            if entered < LOOP_GUARD
-            else f"loop guard: {deployment.state} was entered {entered} times"
+        result = None
+        if deployment is not None:
+            entered = sum(1 for entry in deployment.journal if entry.state == deployment.state)
+            if deployment.state in RETRYABLE and entered < LOOP_GUARD:
+                result = self._run(deployment, feed_serial, resumed=True)
+            else:
+                reason = (
+                    f"the agent stopped during {deployment.state}"
+                    if entered < LOOP_GUARD
+                    else f"loop guard: {deployment.state} was entered {entered} times"
+                )
+                result = self._undo(deployment, reason)
+        self._settle_interrupted_rollbacks()
+        return result
+
+    def check_rollback(self, to_revision: int, *, catalog: Catalog | None, enforce_severity: str = "critical") -> RollbackCheck:
+        """What rolling back to ``to_revision`` would change and what stands in its way (no side effects)."""
+        self.store.revisions.require(to_revision)
+        target = self._manifest_of(to_revision)
+        running = self.store.revisions.latest()
+        return check_rollback(
+            target, Manifest.model_validate(running.manifest) if running else None,
+            to_revision=to_revision, from_revision=running.number if running else None,
+            has_release=self._has_release, catalog=catalog, enforce_severity=enforce_severity,
         )
-        return self._undo(deployment, reason)
+
+    def rollback(
+        self, to_revision: int, *, catalog: Catalog | None, reason: str, actor: str,
+        force: bool = False, enforce_severity: str = "critical",
+    ) -> RollbackResult:
+        """Deploy kept revision ``to_revision`` again; RollbackRefused when the check fails.
+
+        On success the versions left behind are blocked for automatic updates; a failed
+        rollback is undone like any deployment, leaving the running revision in place.
+        """
+        if self.store.deployments.active() is not None:
+            raise Id1Error("a deployment is in progress; roll back once it has finished")
+        check = self.check_rollback(to_revision, catalog=catalog, enforce_severity=enforce_severity)
+        refusal = check.refusal(force=force)
+        if refusal:
+            raise RollbackRefused(refusal, check)
+        if check.advisories:
+            reason = f"{reason} (forced past {', '.join(check.advisories)})"
+        operation = self.store.rollbacks.add(
+            instance_id=self.instance_id, from_version=check.from_platform, to_version=check.to_platform,
+            from_revision=check.from_revision, to_revision=to_revision, reason=reason, actor=actor,
+        )
+        operation = self.store.rollbacks.save(operation.model_copy(update={"status": RollbackStatus.IN_PROGRESS}))
+        revision = self.store.revisions.get(to_revision)
+        target = Manifest.model_validate(revision.manifest)
+        result = self.deploy(target, feed_serial=revision.feed_serial, target_hash=target.content_hash())
+        return RollbackResult(self._settle(operation, check, result.status == DeploymentStatus.SUCCEEDED, result.error), result)
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -108,10 +171,12 @@ class Engine:
             deployment = self._step(deployment, CHECKING, "resumed after a restart" if resumed else f"{len(changed)} to change, {len(removed)} to remove",
                                     status=DeploymentStatus.IN_PROGRESS, started_at=deployment.started_at or self.clock())
             deployment = self._step(deployment, DOWNLOADING)
-            archives = {ref: self.artifacts.fetch(self.resolve_url(wanted[ref].artifact.url), wanted[ref].artifact.sha256, wanted[ref].artifact.size) for ref in changed}
+            # A release folder already unpacked (a rollback, a retried deployment) needs no download.
+            archives = {ref: self.artifacts.fetch(self.resolve_url(wanted[ref].artifact.url), wanted[ref].artifact.sha256, wanted[ref].artifact.size)
+                        for ref in changed if not self.layout.release_dir(ref, wanted[ref].version).is_dir()}
             deployment = self._step(deployment, STAGING)
             for ref in changed:
-                self._stage(ref, wanted[ref], archives[ref])
+                self._stage(ref, wanted[ref], archives.get(ref))
         except Id1Error as error:  # nothing running has changed yet
             return self._finish(deployment, DeploymentStatus.FAILED, FAILED, str(error), changed)
         try:
@@ -119,8 +184,9 @@ class Engine:
             reload = False
             for ref in changed:
                 reload |= bool(install_units(self.layout.release_dir(ref, wanted[ref].version), self.unit_dir,
-                                             current=self.layout.current_link(ref), state_dir=self.layout.state_dir))
+                                             current=self.layout.current_link(ref), state_dir=self.layout.state_dir, sync_folder=False))
             if reload:
+                fsync_folder(self.unit_dir)
                 self.services.daemon_reload()
             deployment = self._step(deployment, SWITCHING)
             for ref in removed:
@@ -171,6 +237,35 @@ class Engine:
         error = reason + (f"; rollback problems: {'; '.join(problems)}" if problems else "")
         return self._finish(deployment, DeploymentStatus.ROLLED_BACK, ROLLED_BACK, error, changed)
 
+    def _settle(self, operation: RollbackOperation, check: RollbackCheck | None, succeeded: bool, error: str | None) -> RollbackOperation:
+        status = RollbackStatus.SUCCEEDED if succeeded else RollbackStatus.FAILED
+        reason = operation.reason if succeeded else f"{operation.reason}; failed: {error}"
+        with self.store.batch():  # the blocks and the outcome are one decision: one write
+            if succeeded and check is not None:
+                for ref in check.rolled_back_from():
+                    self.store.blocked.add(ref, f"rolled back from by {operation.actor} ({operation.id}): {operation.reason}", BlockSource.ROLLBACK)
+            return self.store.rollbacks.save(operation.model_copy(update={"status": status, "completed_at": self.clock(), "reason": reason}))
+
+    def _settle_interrupted_rollbacks(self) -> None:
+        """A rollback the agent died in succeeded if the host now runs its revision's manifest."""
+        running = self.store.revisions.latest()
+        for operation in self.store.rollbacks.list():
+            if operation.finished:
+                continue
+            wanted = self.store.revisions.get(operation.to_revision)
+            succeeded = (running is not None and wanted is not None and running.number > operation.to_revision
+                         and running.manifest_sha256 == wanted.manifest_sha256 and running.created_at >= operation.created_at)
+            check = None
+            if succeeded and operation.from_revision is not None and self.store.revisions.get(operation.from_revision):
+                before = self._manifest_of(operation.from_revision)
+                check = check_rollback(Manifest.model_validate(wanted.manifest), before, to_revision=operation.to_revision,
+                                       from_revision=operation.from_revision, has_release=lambda ref, entry: True,
+                                       catalog=None, enforce_severity="critical")
+            self._settle(operation, check, succeeded, None if succeeded else "the agent stopped before the rollback finished; the host was left on the revision it ran before")
+
+    def _has_release(self, ref: str, entry: DeployedCapability) -> bool:
+        return self.layout.release_dir(ref, entry.version).is_dir() or self.artifacts.has(entry.artifact.sha256)
+
     def _restore(self, ref: str, previous: DeployedCapability | None, attempted: DeployedCapability | None) -> None:
         if previous is None:  # new in the failed deployment: take it away again
             if attempted is not None:
@@ -186,10 +281,12 @@ class Engine:
         self.layout.switch_current(ref, previous.version)
         self.services.restart(previous.units)
 
-    def _stage(self, ref: str, entry: DeployedCapability, archive: Path) -> None:
+    def _stage(self, ref: str, entry: DeployedCapability, archive: Path | None) -> None:
         destination = self.layout.release_dir(ref, entry.version)
         if destination.is_dir():
             return  # extraction publishes the folder whole: present means complete
+        if archive is None:  # the folder vanished between download and staging
+            archive = self.artifacts.fetch(self.resolve_url(entry.artifact.url), entry.artifact.sha256, entry.artifact.size)
         destination.parent.mkdir(parents=True, exist_ok=True)
         extract_archive(archive, destination, max_bytes=entry.artifact.size * UNPACK_FACTOR + UNPACK_FLOOR)
 

@@ -85,8 +85,11 @@ def unit_files(release_dir: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix in UNIT_SUFFIXES)
 
 
-def install_units(release_dir: Path, unit_dir: Path, *, current: Path, state_dir: Path) -> list[str]:
-    """Install the release's units with their placeholders filled; the names of files changed."""
+def install_units(release_dir: Path, unit_dir: Path, *, current: Path, state_dir: Path, sync_folder: bool = True) -> list[str]:
+    """Install the release's units with their placeholders filled; the names of files changed.
+
+    ``sync_folder=False`` leaves fsyncing ``unit_dir`` to a caller installing several releases.
+    """
     unit_dir.mkdir(parents=True, exist_ok=True)
     changed = []
     for source in unit_files(release_dir):
@@ -98,8 +101,10 @@ def install_units(release_dir: Path, unit_dir: Path, *, current: Path, state_dir
                 continue
         except FileNotFoundError:
             pass
-        write_atomically(destination, text.encode("utf-8"))
+        write_atomically(destination, text.encode("utf-8"), sync_folder=False)
         changed.append(source.name)
+    if changed and sync_folder:
+        fsync_folder(unit_dir)
     return changed
 
 
