@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Debian packages the test suite runs for real.
-DEBIAN_TEST_PACKAGES := minisign curl mount
+DEBIAN_TEST_PACKAGES := minisign curl mount prometheus
 
 .PHONY: test bench debian-packages install-test clean
 
@@ -21,7 +21,7 @@ debian-packages:
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" -ne 0 ]; then echo "make test needs these Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
 	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 test: debian-packages install-test
