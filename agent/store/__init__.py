@@ -5,30 +5,46 @@ On disk, under ``state_dir`` (default ``/var/lib/id1``)::
     agent.lock                  flock'd by the running agent; holds its pid (lock.py)
     state.json                  TinyDB tables, rewritten atomically on every change (records.py):
                                 meta, active/finished deployments, revisions, rollbacks,
-                                blocked versions, feed state — small and bounded, see below
+                                blocked versions, feed state, pins, policies, approvals —
+                                small and bounded, see below
     state.json.corrupt-<UTC>    a damaged state file, moved aside at open and reported (state_file.py)
+    state.json.before-restore-<UTC>  the state a restore replaced (backups.py)
     manifests/<sha256>.json     each distinct manifest once, canonical JSON, named by its hash
-                                (manifests.py); referenced from deployments and revisions
+                                (manifests.py); referenced from deployments, revisions and
+                                approvals (whose changes and release notes are such a file too)
     history/deployments.jsonl   append-only: finished deployments beyond the last 100,
     history/rollbacks.jsonl     finished rollbacks beyond the last 100,
+    history/approvals.jsonl     finished approvals beyond the last 100 (with their changes),
     history/revisions.jsonl     and revisions removed by pruning (archive.py)
-    backups/                    the backup job's copies; a copy of state.json before a schema upgrade
+    backups/state-<UTC>.json    the backup job's snapshots of state.json (backups.py), and
+    backups/manifests/          the manifest files they refer to, linked so GC cannot take them;
+                                also a copy of state.json before a schema upgrade
 
 Why this shape: TinyDB rewrites its whole file on every change, so the file must not grow with
-history. Manifests (~100 KB each) live in their own files; finished records past a limit move to
-append-only history; ``revisions.prune`` (retention) bounds revisions and ``collect_garbage``
-removes manifest files nothing kept refers to. What ``state.json`` holds is then bounded by
-the limits, not by the host's age, and so is the cost of a write.
+history. Manifests (~100 KB each) live in their own files, and so do an approval's changes and
+release notes (as large as a manifest when a platform upgrade changes every capability);
+finished records past a limit move to append-only history; ``revisions.prune`` (retention)
+bounds revisions and ``collect_garbage`` removes manifest files nothing kept refers to. The
+rest is bounded by what an admin sets, not by time: one pin per level and name (a few dozen at
+most), a handful of policies, and at most one pending and one approved-waiting approval beside
+the ``StoreLimits.finished_approvals`` finished ones (a few hundred bytes each). What
+``state.json`` holds is then bounded by the limits, not by the host's age, and so is the cost of
+a write — and of a backup: snapshots that did not change are not written again.
 
 Durability: every write goes through ``write_atomically`` (temp file, fsync, ``os.replace``,
 fsync of the folder); history lines are fsynced before the state write that drops them; a
-manifest file is on disk before any record refers to it. A crash at any point leaves a
-readable store.
+manifest file is on disk before any record refers to it (also in ``backups/``, before the
+snapshot). A crash at any point leaves a readable store.
 
-Public API: ``Store`` (``store.py``) and the models (``models.py``).
+Public API: ``Store`` (``store.py``), the models (``models.py``; pins and policies are
+``agent.config``'s ``VersionPin`` and ``UpdatePolicy``) and the repositories' errors (``errors.py``).
 """
 
+from agent.store.backups import BackupInfo, RestoreSummary
+from agent.store.errors import InvalidTransition, InvalidValue, RecordNotFound
 from agent.store.models import (
+    Approval,
+    ApprovalStatus,
     BlockedVersion,
     BlockSource,
     Deployment,
@@ -47,12 +63,19 @@ from agent.store.store import Store
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "Approval",
+    "ApprovalStatus",
+    "BackupInfo",
     "BlockSource",
     "BlockedVersion",
     "Deployment",
     "DeploymentStatus",
     "FeedState",
+    "InvalidTransition",
+    "InvalidValue",
     "JournalEntry",
+    "RecordNotFound",
+    "RestoreSummary",
     "Revision",
     "RollbackOperation",
     "RollbackStatus",

@@ -5,7 +5,8 @@ rewritten on every deployment step and the file would grow with every revision. 
 distinct manifest is written once (atomically, fsynced) in canonical JSON — sorted keys, no
 spaces, UTF-8 — so its name is the sha256 of its bytes: the same manifest always lands in the
 same file, and a read can verify the file against its name. Files no state record refers to are
-removed by ``collect``.
+removed by ``collect``. An approval's changes and release notes are kept the same way (any JSON
+object can be).
 """
 
 from __future__ import annotations

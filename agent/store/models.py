@@ -1,6 +1,7 @@
 """What the store holds, as frozen pydantic models: deployments, revisions, rollbacks, blocked
-versions and the feed's state (the seed's data models, seed-architecture.md §8, plus what the
-journaled deployer and rollback to a kept revision need, DESIGN.md §6).
+versions, approvals and the feed's state (the seed's data models, seed-architecture.md §8, plus
+what the journaled deployer, rollback to a kept revision and approvals need, DESIGN.md §5–§7).
+Pins and update policies are ``agent.config``'s ``VersionPin`` and ``UpdatePolicy``.
 
 Models are frozen so a value read from the store cannot drift from what was written: change one
 with ``model_copy(update=...)`` (or ``Deployment.record_step``) and hand it to the repository's
@@ -192,6 +193,67 @@ class FeedState(_Model):
     last_modified: str | None = None
     last_check: UtcDatetime | None = None
     last_success: UtcDatetime | None = None
+
+
+class ApprovalStatus(StrEnum):
+    """pending → approved → deployed | failed; pending → rejected | superseded.
+
+    An approved approval is superseded too when another one is approved before it was deployed.
+    """
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED_APPROVAL
+
+
+_FINISHED_APPROVAL = frozenset(
+    {ApprovalStatus.REJECTED, ApprovalStatus.SUPERSEDED, ApprovalStatus.DEPLOYED, ApprovalStatus.FAILED}
+)
+
+
+class ApprovalFields(_Model):
+    """An approval without its target manifest, changes and notes (those live in manifest files)."""
+
+    id: str
+    target_hash: str = Field(min_length=1)
+    """``Manifest.content_hash()`` of the target shown to the approver: what the approval binds to."""
+    status: ApprovalStatus
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    """When the status last changed."""
+    decided_at: UtcDatetime | None = None
+    """When a person approved or rejected it (``None`` if nobody did: pending, or superseded while pending)."""
+    decided_by: str | None = None
+    """Who approved or rejected it: a user name from the API's peer credentials."""
+    comment: str | None = None
+    reason: str | None = None
+    """Why it was rejected or superseded."""
+    feed_serial: int | None = None
+    advisories: list[str] = Field(default_factory=list)
+    """The advisories the target fixes."""
+    deployment_id: str | None = None
+    """The deployment that installed the target (or failed to), once ``mark``ed."""
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
+class Approval(ApprovalFields):
+    target: dict[str, Any] | None
+    """The target manifest shown to the approver. ``None`` only for an archived approval
+    (``history/``) whose manifest file retention has since removed."""
+    changes: list[dict[str, Any]] = Field(default_factory=list)
+    """The planner's changes shown to the approver (``capability``, ``from``, ``to``, ``source``, ``action``)."""
+    notes: str | None = None
+    """The platform release notes shown to the approver."""
 
 
 class StoreEvent(_Model):

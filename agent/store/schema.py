@@ -20,9 +20,15 @@ from pydantic import ValidationError
 from agent.errors import StoreCorrupt, StoreError
 from agent.store.records import (
     ACTIVE_DEPLOYMENTS,
+    APPROVAL_PREFIX,
+    APPROVALS,
     DEPLOYMENT_PREFIX,
     FINISHED_DEPLOYMENTS,
     META,
+    PIN_PREFIX,
+    PINS,
+    POLICIES,
+    POLICY_PREFIX,
     REVISIONS,
     ROLLBACK_PREFIX,
     ROLLBACKS,
@@ -35,7 +41,21 @@ from agent.store.records import (
 State = dict[str, dict[str, Any]]
 Migration = Callable[[State], State]
 
-MIGRATIONS: dict[int, Migration] = {}
+
+def _add_pins_policies_approvals(state: State) -> State:
+    """1 → 2: the tables of pins, update policies and approvals managed through the API.
+
+    Only empty tables are added (and the meta counters default to 1), but the version goes up
+    all the same: an agent that knows only version 1 takes a file with unknown tables or meta
+    counters for a damaged one and would move it aside; with the version it refuses the file as
+    "written by a newer agent" and leaves it alone (downgrading must not lose pins and approvals).
+    """
+    for name in (PINS, POLICIES, APPROVALS):
+        state.setdefault(name, {})
+    return state
+
+
+MIGRATIONS: dict[int, Migration] = {1: _add_pins_policies_approvals}
 """Version n → n + 1. Add one here (and a test with a version-n file) whenever the layout changes."""
 
 
@@ -123,4 +143,7 @@ def _expected_key(table: str, record: Any) -> int | None:
         return number_of(record.id, ROLLBACK_PREFIX) or -1
     if table == REVISIONS:
         return record.number
+    prefix = {PINS: PIN_PREFIX, POLICIES: POLICY_PREFIX, APPROVALS: APPROVAL_PREFIX}.get(table)
+    if prefix is not None:
+        return number_of(record.id, prefix) or -1
     return None

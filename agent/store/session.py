@@ -39,9 +39,10 @@ class StoreLimits:
 
     finished_deployments: int = 100
     finished_rollbacks: int = 100
+    finished_approvals: int = 100
 
     def __post_init__(self) -> None:
-        if self.finished_deployments < 1 or self.finished_rollbacks < 1:
+        if min(self.finished_deployments, self.finished_rollbacks, self.finished_approvals) < 1:
             raise ValueError("store limits must keep at least one finished record")
 
 

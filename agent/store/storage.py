@@ -56,6 +56,11 @@ class DurableJSONStorage(Storage):
         """Size of the state file as last written."""
         return len(self._written)
 
+    @property
+    def written(self) -> bytes:
+        """The bytes of the state file as last written: what is on disk, whatever is pending."""
+        return self._written
+
     def read(self) -> State:
         return self._state
 

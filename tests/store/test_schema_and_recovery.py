@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import StoreError
-from agent.store import SCHEMA_VERSION, BlockSource, Store
+from agent.store import MIGRATIONS, SCHEMA_VERSION, BlockSource, Store
 from agent.store.schema import schema_version
 from tests.store.helpers import START, read_state, state_text
 
@@ -24,7 +24,8 @@ def test_a_new_store_records_the_schema_version(store, state_dir):
     assert read_state(state_dir)["meta"]["1"]["schema_version"] == SCHEMA_VERSION
 
 
-def test_migrations_run_in_order_keep_a_copy_and_are_recorded(store, state_dir, open_store):
+def test_migrations_run_in_order_keep_a_copy_and_are_recorded(state_dir, open_store):
+    store = open_store(migrations={})  # a version-1 file
     store.blocked.add("core/auth@1.0.2", "failed", BlockSource.FAILED_DEPLOYMENT)
     store.close()
     original = state_text(state_dir)
@@ -70,10 +71,11 @@ def test_a_state_file_from_a_newer_agent_is_refused_and_left_alone(store, state_
         "to start with empty state"
     )
     assert state_text(state_dir) == before
-    assert Store.open(state_dir, migrations={1: lambda s: s}).is_open  # and the lock was released
+    assert Store.open(state_dir, migrations={**MIGRATIONS, SCHEMA_VERSION: lambda s: s}).is_open  # and the lock was released
 
 
-def test_a_failing_migration_changes_nothing(store, state_dir, open_store):
+def test_a_failing_migration_changes_nothing(state_dir, open_store):
+    store = open_store(migrations={})  # a version-1 file
     store.close()
     before = state_text(state_dir)
 
@@ -85,7 +87,8 @@ def test_a_failing_migration_changes_nothing(store, state_dir, open_store):
     assert state_text(state_dir) == before
 
 
-def test_a_migration_that_produces_an_invalid_state_changes_nothing(store, state_dir, open_store):
+def test_a_migration_that_produces_an_invalid_state_changes_nothing(state_dir, open_store):
+    store = open_store(migrations={})  # a version-1 file
     store.close()
     before = state_text(state_dir)
 
@@ -114,7 +117,7 @@ def test_migrations_must_not_skip_a_version():
         ("[1, 2, 3]", "wrong shape: not an object of tables"),
         ('{"deployments": {}}', "wrong shape: no meta.schema_version"),
         (
-            '{"meta": {"1": {"schema_version": 1}}, "blocked": {"1": {"ref": "core/auth@1.0.2"}}}',
+            '{"meta": {"1": {"schema_version": %d}}, "blocked": {"1": {"ref": "core/auth@1.0.2"}}}' % SCHEMA_VERSION,
             "wrong shape: blocked[1].reason: Field required",
         ),
     ],
@@ -227,3 +230,45 @@ def test_a_state_file_the_agent_may_not_read_is_explained_not_moved_aside(public
     assert message.startswith(f"cannot read {state_dir / 'state.json'}: permission denied: run the agent as the user")
     assert (state_dir / "state.json").read_bytes() == before
     assert not list(state_dir.glob("state.json.corrupt-*"))
+
+
+# ----------------------------------------------------------------------------- schema 1 → 2
+
+
+VERSION_1_FILE = {
+    "meta": {"1": {"schema_version": 1, "next_deployment": 4, "next_rollback": 1, "next_revision": 3, "events": []}},
+    "active_deployments": {},
+    "finished_deployments": {},
+    "revisions": {},
+    "rollbacks": {},
+    "blocked": {"1": {"ref": "core/auth@1.0.2", "reason": "failed", "blocked_at": "2026-11-01T00:00:00Z", "source": "rollback"}},
+    "feed_state": {"1": {"serial": 7}},
+}
+
+
+def test_a_version_1_file_gains_the_pin_policy_and_approval_tables(state_dir, open_store):
+    state_dir.mkdir()
+    (state_dir / "state.json").write_text(json.dumps(VERSION_1_FILE))
+
+    store = open_store()
+
+    assert store.blocked.refs() == {"core/auth@1.0.2"} and store.feed_state.get().serial == 7
+    assert store.pins.list() == [] and store.policies.list() == [] and store.approvals.pending() is None
+    assert store.pins.set("suite", "core", "~=1.2.0").id == "pin-1"
+    state = read_state(state_dir)
+    assert state["meta"]["1"]["schema_version"] == 2 and state["meta"]["1"]["next_deployment"] == 4
+    assert {"pins", "policies", "approvals"} <= set(state)
+    [copy] = (state_dir / "backups").glob("state-schema-1-*.json")
+    assert json.loads(copy.read_text()) == VERSION_1_FILE
+    assert [event.kind for event in store.events()] == ["migrated"]
+
+
+def test_an_agent_that_knows_only_version_1_refuses_a_version_2_file_instead_of_moving_it_aside(store, state_dir, open_store):
+    store.pins.set("platform", "platform", "2.5.0")
+    store.close()
+    before = state_text(state_dir)
+
+    with pytest.raises(StoreError, match="was written by a newer id1 agent .state schema 2; this agent knows up to 1."):
+        open_store(migrations={})
+
+    assert state_text(state_dir) == before and not list(state_dir.glob("state.json.corrupt-*"))

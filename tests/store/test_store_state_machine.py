@@ -3,9 +3,10 @@ restarted agent sees exactly as the running one did (STYLE.md "Tests": a state m
 store, including "crash before replace").
 
 The model is plain Python: which deployments exist (with their status and step), which
-revisions are kept, what is blocked, the feed serial. After every step the store must agree
+revisions are kept, what is blocked, the feed serial, the pins, the approvals and their status. After every step the store must agree
 with it and ``state.json`` must be readable by a fresh agent; ``reopen`` and
-``crash_before_replace`` start a new ``Store`` from what is on disk. Limits are tiny so that
+``crash_before_replace`` start a new ``Store`` from what is on disk, and ``backup_and_restore``
+from a backup of it (taken after any garbage collection, so its manifests come from ``backups/``). Limits are tiny so that
 archiving to ``history/`` happens within a few steps.
 """
 
@@ -24,14 +25,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent.errors import StoreError
-from agent.store import BlockSource, DeploymentStatus, Store, StoreLimits
+from agent.store import ApprovalStatus, BlockSource, DeploymentStatus, Store, StoreLimits
 from tests.store.helpers import TickingClock, manifest, read_state
 
 MANIFESTS = [manifest(auth=f"1.0.{n}") for n in range(4)]
 REFS = ["core/auth@1.0.1", "core/api@2.1.0", "platform@2.6.0"]
 STEPS = ["check", "download", "stage", "switch", "health"]
 FINISHED = [DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK]
-LIMITS = StoreLimits(finished_deployments=3, finished_rollbacks=3)
+LIMITS = StoreLimits(finished_deployments=3, finished_rollbacks=3, finished_approvals=3)
+PINS = [("platform", "platform"), ("suite", "core"), ("capability", "core/auth")]
+KEPT_FOR_THE_SAME_TARGET = (ApprovalStatus.PENDING, ApprovalStatus.APPROVED, ApprovalStatus.REJECTED)
 
 
 class StoreStateMachine(RuleBasedStateMachine):
@@ -48,6 +51,9 @@ class StoreStateMachine(RuleBasedStateMachine):
         self.next_revision = 1
         self.blocked: set[str] = set()
         self.serial: int | None = None
+        self.pins: dict[tuple[str, str], tuple[str, str]] = {}  # (level, name) → id, version
+        self.next_pin = 1
+        self.approvals: dict[str, tuple[int, ApprovalStatus]] = {}  # id → manifest index, status
 
     def _open(self) -> Store:
         return Store.open(self.folder, clock=self.clock, limits=LIMITS)
@@ -127,6 +133,66 @@ class StoreStateMachine(RuleBasedStateMachine):
         self.serial = serial
         self.blocked.add(ref)
 
+    # ------------------------------------------------------------------------- pins, approvals
+
+    @rule(key=st.sampled_from(PINS), patch=st.integers(0, 9))
+    def set_pin(self, key: tuple[str, str], patch: int) -> None:
+        version = "2.5.0" if key[0] == "platform" else f"~=1.{patch}.0"
+        pin = self.store.pins.set(*key, version)
+        if key not in self.pins:
+            assert pin.id == f"pin-{self.next_pin}"
+            self.next_pin += 1
+        self.pins[key] = (pin.id, version)
+
+    @rule(key=st.sampled_from(PINS))
+    def unpin(self, key: tuple[str, str]) -> None:
+        removed = self.store.pins.remove(*key)
+        assert (removed.id if removed else None) == (self.pins.pop(key, (None,))[0])
+
+    @rule(index=st.integers(0, len(MANIFESTS) - 1))
+    def propose(self, index: int) -> None:
+        target_hash = f"target-{index}"
+        approval, superseded = self.store.approvals.propose(
+            target_hash, MANIFESTS[index], [{"capability": "core/auth", "to": f"1.0.{index}"}], feed_serial=index
+        )
+        in_state = self._approvals_in_state_json()
+        same = [i for i in in_state if self.approvals[i][0] == index and self.approvals[i][1] in KEPT_FOR_THE_SAME_TARGET]
+        expected_id = same[-1] if same else f"approval-{len(self.approvals) + 1}"
+        assert approval.id == expected_id and approval.target == MANIFESTS[index]
+        self.approvals.setdefault(approval.id, (index, ApprovalStatus.PENDING))
+        others = [i for i, (_, status) in self.approvals.items() if status == ApprovalStatus.PENDING and i != approval.id]
+        assert [a.id for a in superseded] == others
+        for other in others:
+            self.approvals[other] = (self.approvals[other][0], ApprovalStatus.SUPERSEDED)
+
+    def _approvals_in_state_json(self) -> list[str]:
+        """Oldest first: the unfinished ones and the newest ``finished_approvals`` finished ones (the rest is history)."""
+        finished = [i for i, (_, status) in self.approvals.items() if status.finished]
+        archived = set(sorted(finished, key=lambda i: int(i.split("-")[1]))[: -LIMITS.finished_approvals])
+        return [i for i in self.approvals if i not in archived]
+
+    @precondition(lambda self: any(status == ApprovalStatus.PENDING for _, status in self.approvals.values()))
+    @rule(approve=st.booleans())
+    def decide(self, approve: bool) -> None:
+        pending = self.store.approvals.pending()
+        if approve:
+            self.store.approvals.approve(pending.id, "alice")
+            for other, (index, status) in self.approvals.items():
+                if status == ApprovalStatus.APPROVED:
+                    self.approvals[other] = (index, ApprovalStatus.SUPERSEDED)
+        else:
+            self.store.approvals.reject(pending.id, "bob", "not now")
+        self.approvals[pending.id] = (self.approvals[pending.id][0], ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED)
+
+    @rule()
+    def backup_and_restore(self) -> None:
+        self.store.backup()
+        [newest, *_] = Store.list_backups(self.folder)
+        self.store.close()
+        Store.restore_backup(self.folder, newest.path)
+        self.store = self._open()
+        assert self.store.startup_warnings == []
+
     # ------------------------------------------------------------------------- restarts and crashes
 
     @rule()
@@ -184,6 +250,15 @@ class StoreStateMachine(RuleBasedStateMachine):
         ]
         assert store.blocked.refs() == self.blocked
         assert store.feed_state.get().serial == self.serial
+        assert sorted((pin.level, pin.name, pin.id, pin.version) for pin in store.pins.list()) == sorted(
+            (*key, *value) for key, value in self.pins.items()
+        )
+        approvals = store.approvals.list(limit=len(self.approvals) + 1)
+        assert [(a.id, a.status) for a in approvals] == [
+            (i, self.approvals[i][1]) for i in sorted(self.approvals, key=lambda i: -int(i.split("-")[1]))
+        ]
+        assert sum(a.status == ApprovalStatus.PENDING for a in approvals) <= 1
+        assert sum(a.status == ApprovalStatus.APPROVED for a in approvals) <= 1
 
     @invariant()
     def state_json_is_readable_and_bounded(self) -> None:
@@ -191,9 +266,13 @@ class StoreStateMachine(RuleBasedStateMachine):
         assert len(state["finished_deployments"]) <= LIMITS.finished_deployments
         assert len(state["active_deployments"]) <= 1
         # Every manifest a kept record refers to is on disk.
-        for table in ("active_deployments", "finished_deployments", "revisions"):
+        finished = [a for a in state["approvals"].values() if a["status"] not in ("pending", "approved")]
+        assert len(finished) <= LIMITS.finished_approvals
+        for table in ("active_deployments", "finished_deployments", "revisions", "approvals"):
             for document in state[table].values():
                 assert (self.folder / "manifests" / f"{document['manifest_sha256']}.json").exists()
+                if table == "approvals":
+                    assert (self.folder / "manifests" / f"{document['details_sha256']}.json").exists()
 
 
 StoreStateMachine.TestCase.settings = settings(
