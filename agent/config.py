@@ -186,6 +186,25 @@ class RolesConfig(_Table):
 class RetentionConfig(_Table):
     revisions: int = Field(default=20, ge=1)
     """Revisions kept for rollback; release folders and cached artifacts only older ones use are removed."""
+    backups: Annotated[str, AfterValidator(_check_duration)] = "30d"
+    """How long state backups (taken every ``backup_interval``) are kept."""
+    backup_interval: Annotated[str, AfterValidator(_check_duration)] = "5m"
+
+
+class HealthConfig(_Table):
+    bake_period: Annotated[str, AfterValidator(_check_duration)] = "10m"
+    """After a deployment the changed capabilities are watched this long; one that turns unhealthy is rolled back."""
+    watch_interval: Annotated[str, AfterValidator(_check_duration)] = "15s"
+
+
+class AlertsConfig(_Table):
+    webhook: str | None = None
+    """URL that gets a JSON POST on failed deployments, rollbacks, forced patches and rejected feeds."""
+
+
+class MetricsConfig(_Table):
+    textfile: str | None = None
+    """Prometheus node-exporter textfile to write, e.g. /var/lib/prometheus/node-exporter/id1.prom."""
 
 
 class AgentConfig(_Table):
@@ -199,6 +218,9 @@ class AgentConfig(_Table):
     services: ServicesConfig = Field(default_factory=ServicesConfig)
     roles: RolesConfig = Field(default_factory=RolesConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _one_pin_per_name(self):

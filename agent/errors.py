@@ -17,6 +17,11 @@
     │   ├── StoreLocked           another agent holds the store's lock
     │   └── StoreCorrupt          state.json is unreadable (moved aside, reported)
     ├── ServiceError              a systemctl command failed or could not be run
+    ├── NotFound                  an API request names something that does not exist (404)
+    ├── Conflict                  an API request clashes with the agent's state (409)
+    ├── Forbidden                 the caller's role does not allow it (403; agent.api.roles)
+    ├── ApiServerError            the API socket cannot be served (agent.api.server)
+    ├── AgentUnreachable          a client cannot reach the daemon (agent.client)
     └── ArtifactError             an artifact cannot be fetched or unpacked safely
         ├── ArtifactUnavailable   network or server failure, after retries
         ├── ArtifactMismatch      size or sha256 differs from the feed's
@@ -149,3 +154,11 @@ class DiskFull(ArtifactError):
 
 class UnsafeArchive(ArtifactError):
     pass
+
+
+class NotFound(Id1Error):
+    """What an API request names does not exist (a revision, an approval, a pin)."""
+
+
+class Conflict(Id1Error):
+    """The request cannot be done in the agent's current state (approval already decided, a deployment running)."""

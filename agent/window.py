@@ -5,7 +5,7 @@ start runs past midnight into the next day; the days name the day it starts on."
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -38,3 +38,27 @@ def in_window(windows: list[str], timezone: str, now: datetime) -> bool:
         elif (today in days and clock >= start) or ((today - 1) % 7 in days and clock < end):
             return True
     return False
+
+
+def next_window_start(windows: list[str], timezone: str, now: datetime) -> datetime | None:
+    """When the next window opens after ``now`` (``now`` itself if one is open); None without windows."""
+    if not windows:
+        return None
+    if in_window(windows, timezone, now):
+        return now
+    zone = ZoneInfo(timezone)
+    local = now.astimezone(zone)
+    starts = []
+    for window in windows:
+        match = WINDOW_PATTERN.match(window.strip())
+        days = _days(match["days"])
+        start = time.fromisoformat(match["start"])
+        for offset in range(8):
+            day = (local + timedelta(days=offset)).date()
+            if day.weekday() not in days:
+                continue
+            candidate = datetime.combine(day, start, tzinfo=zone)
+            if candidate > local:
+                starts.append(candidate)
+                break
+    return min(starts).astimezone(now.tzinfo) if starts else None

@@ -4,13 +4,13 @@
     install_roles(app, config.roles)
 
     @app.get("/status")
-    async def status(caller: CallerDep): ...
+    async def status(caller: ViewerDep): ...
 
     @app.post("/approvals/{update_id}/approve")
     async def approve(caller: Annotated[Caller, Depends(requires(Role.approver, "approve updates"))]): ...
 
-A caller that lacks the role gets 403 with Forbidden's message as ``detail``, which names the
-groups that would grant it; the clients print that line as it is.
+A caller that lacks the role gets 403 with an ErrorBody (``code`` ``forbidden``) whose
+``message`` names the groups that would grant it; the clients print that line as it is.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def install_roles(app: FastAPI, roles: RolesConfig, *, lookup: AccountLookup = s
 
 
 async def _forbidden_response(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=403, content={"detail": str(exc)})
+    # The ErrorBody shape (agent.api.schemas), as every other error the API answers.
+    return JSONResponse(status_code=403, content={"code": "forbidden", "message": str(exc), "fields": []})
 
 
 def roles_from(request: Request) -> RolesConfig:
@@ -87,3 +88,8 @@ def requires(needed: Role, action: str | None = None) -> Callable[[Request], Awa
         return caller
 
     return caller_with_role
+
+
+ViewerDep = Annotated[Caller, Depends(requires(Role.viewer))]
+"""A route parameter typed ``ViewerDep`` receives the Caller if it may read the agent's state
+(viewer or above); anyone else gets 403. Every route of the agent's API needs at least this."""

@@ -16,18 +16,32 @@ def register(verbs: argparse._SubParsersAction) -> None:
     agent_verbs.required = True
     run = agent_verbs.add_parser(
         "run",
-        help="check the feed, plan and deploy per policy",
-        description="Check the feed, plan, and deploy per policy once, then exit: 0 the host is "
-        "steady, 1 a deployment failed and was rolled back, 3 the feed was rejected. One line per "
-        "change on stderr. (Running as a long-lived daemon comes with the API.)",
+        help="run the agent daemon (or one pass with --once)",
+        description="Run the agent: serve the API on the socket, poll the feed on schedule, deploy "
+        "per policy, until SIGTERM (SIGHUP reloads the config). With --once: check, plan and deploy "
+        "once, then exit 0 when the host is steady, 1 when a deployment failed and was rolled back, "
+        "3 when the feed was rejected, with one line per change on stderr.",
     )
-    run.add_argument("--once", action="store_true", required=True, help="one pass, then exit")
+    run.add_argument("--once", action="store_true", help="one pass, then exit")
     run.add_argument("--config", type=Path, default=Path("/etc/id1/agent.toml"), metavar="FILE", help="agent config (default /etc/id1/agent.toml)")
     run.set_defaults(run=run_once)
 
 
 def run_once(args: argparse.Namespace) -> int:
+    if not args.once:
+        return run_daemon(args)
     from agent.once import Once  # the deployment engine's imports are not needed by other verbs
 
     config = load_config(args.config)
     return Once(config, instance_id_for(None, config), now=lambda: datetime.now(timezone.utc)).run()
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    import logging
+
+    from agent.daemon.run import run_daemon as serve
+
+    logging.basicConfig(level=logging.INFO, format="id1-agent: %(levelname)s %(name)s: %(message)s")
+    for chatty in ("apscheduler", "httpx", "uvicorn"):  # their per-request lines would drown the agent's own
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    return serve(args.config, lambda config: instance_id_for(None, config))

@@ -2,6 +2,14 @@
 
 Each verb lives in its own module with a ``register(subparsers)`` function that adds its parser
 and sets ``run`` (a callable taking the parsed arguments and returning an exit status).
+
+The verbs that talk to the daemon (DESIGN.md §9) find it at ``--socket PATH`` (before or after
+the verb), else ``$ID1_SOCKET``, else ``/run/id1/agent.sock``. Their exit statuses:
+
+    0   done                              4   nothing of that name (no approval, revision, pin)
+    1   not confirmed, failed, broken     5   refused by the agent's state (409: already decided…)
+    2   usage or invalid input (422)      69  the agent is not running / the socket is unreachable
+    3   the feed was rejected             77  your role does not allow it (403)
 """
 
 from __future__ import annotations
@@ -11,7 +19,8 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.cli import agent_cmd, feed_cmd, plan_cmd
+from agent.cli import agent_cmd, audit_cmd, feed_cmd, history_cmd, pins_cmd, plan_cmd, status_cmd, updates_cmd
+from agent.cli.render import add_socket_option
 from agent.errors import Id1Error
 
 
@@ -28,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="ID-1 update agent: plans, verifies and deploys signed platform releases.",
     )
     parser.add_argument("--version", action="version", version=f"id1 {__version__}")
+    add_socket_option(parser, top_level=True)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
+    for verbs_of in (status_cmd, updates_cmd, history_cmd, pins_cmd, audit_cmd):
+        verbs_of.register(verbs)
     agent_cmd.register(verbs)
     plan_cmd.register(verbs)
     feed_cmd.register(verbs)

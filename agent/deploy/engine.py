@@ -46,6 +46,8 @@ ROLLING_BACK, ROLLED_BACK, FAILED = "rolling-back", "rolled-back", "failed"
 STEPS = (CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS, SWITCHING, RESTARTING, VERIFYING)
 # Up to here nothing a running service sees has changed: a killed deployment is simply retried.
 RETRYABLE = (CHECKING, DOWNLOADING, STAGING)
+# A stop request (SIGTERM) is honoured on entering these: before anything running has switched.
+STOPPABLE = (DOWNLOADING, STAGING, INSTALLING_UNITS, SWITCHING)
 LOOP_GUARD = 3
 UNPACK_FACTOR = 64  # an artifact may unpack to this many times its size (plus a floor): bombs stop
 UNPACK_FLOOR = 64 * 1024**2
@@ -58,6 +60,10 @@ class DeployResult:
     revision: int | None
     error: str | None = None
     changed: tuple[str, ...] = ()
+
+
+class AgentStopping(Id1Error):
+    """The deployment stopped at a step boundary because the agent is shutting down."""
 
 
 class RollbackRefused(Id1Error):
@@ -87,6 +93,9 @@ class Engine:
     clock: Callable[[], datetime] = utc_now
     on_step: Callable[[str], None] = lambda state: None
     """Called after a step is recorded and before it is taken (tests kill the agent here)."""
+    should_stop: Callable[[], bool] = lambda: False
+    """True once the agent is asked to stop (SIGTERM): a deployment that has not switched yet
+    stops (undone if units were installed); one already switching is finished."""
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -153,8 +162,8 @@ class Engine:
         operation = self.store.rollbacks.add(
             instance_id=self.instance_id, from_version=check.from_platform, to_version=check.to_platform,
             from_revision=check.from_revision, to_revision=to_revision, reason=reason, actor=actor,
+            status=RollbackStatus.IN_PROGRESS,
         )
-        operation = self.store.rollbacks.save(operation.model_copy(update={"status": RollbackStatus.IN_PROGRESS}))
         revision = self.store.revisions.get(to_revision)
         target = Manifest.model_validate(revision.manifest)
         result = self.deploy(target, feed_serial=revision.feed_serial, target_hash=target.content_hash())
@@ -291,6 +300,8 @@ class Engine:
         extract_archive(archive, destination, max_bytes=entry.artifact.size * UNPACK_FACTOR + UNPACK_FLOOR)
 
     def _step(self, deployment: Deployment, state: str, detail: str = "", **changes) -> Deployment:
+        if state in STOPPABLE and self.should_stop():
+            raise AgentStopping("the agent was asked to stop before the deployment switched anything")
         deployment = self.store.deployments.save(deployment.record_step(state, self.clock(), detail, **changes))
         self.on_step(state)
         return deployment

@@ -115,3 +115,29 @@ def replace_capabilities(manifest: Manifest, entries: dict[str, DeployedCapabili
         for suite_name, suite in manifest.suites.items()
     }
     return manifest.model_copy(update={"suites": suites})
+
+
+def enforce_advisory(manifest: Manifest, selection: Selection, advisory: Advisory) -> tuple[Manifest, Enforcement] | Problem | None:
+    """``manifest`` with ``advisory``'s capability moved to its lowest fix now, whatever its severity.
+
+    An admin's ``POST /security/enforce``: the fix is the lowest usable, compatible version above
+    the running one that no advisory at least as severe affects. None when the running version is
+    not affected; a Problem (``exposed``) when the feed has no such fix.
+    """
+    ref = advisory.capability
+    entries = manifest.capabilities()
+    entry = entries.get(ref)
+    if entry is None or not matches(advisory.affected, entry.version):
+        return None
+    versions = {name: item.version for name, item in entries.items()}
+    requirements = {name: item.requires for name, item in entries.items()}
+
+    def fits(release: CapabilityRelease) -> bool:
+        return fits_with_others(ref, release.version, release.requires, manifest.platform, versions, requirements)
+
+    fix = lowest_fix(selection, ref, entry.version, advisory.severity, fits)
+    if fix is None:
+        return Problem("exposed", f"{ref} {entry.version} is affected by {advisory.id} ({advisory.severity}) and the feed has no usable, compatible fixed release")
+    enforcement = Enforcement(ref, entry.version, fix, advisory)
+    entries[ref] = DeployedCapability.from_release(fix, enforcement.source, f"{entry.source} {entry.version}")
+    return replace_capabilities(manifest, entries), enforcement

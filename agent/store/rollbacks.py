@@ -32,8 +32,9 @@ class RollbackRepository:
         to_revision: int,
         reason: str,
         actor: str,
+        status: RollbackStatus = RollbackStatus.PENDING,
     ) -> RollbackOperation:
-        """A pending rollback to ``to_revision``, which must still be kept."""
+        """A rollback to ``to_revision`` (which must still be kept), pending unless told otherwise."""
         session = self._session
         with session.reading():
             if session.document(REVISIONS, to_revision) is None:
@@ -44,7 +45,7 @@ class RollbackRepository:
                 instance_id=instance_id,
                 from_version=from_version,
                 to_version=to_version,
-                status=RollbackStatus.PENDING,
+                status=status,
                 created_at=session.now(),
                 reason=reason,
                 from_revision=from_revision,

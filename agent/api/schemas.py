@@ -1,0 +1,312 @@
+"""Request and response bodies of the API (pydantic), beside the store's own models it returns.
+
+Every error is ``ErrorBody``: a machine ``code``, one human ``message`` (what the CLI prints) and,
+for invalid input, the ``fields`` at fault.
+
+Request bodies are strict and closed: a field the API does not know, or a value of the wrong
+JSON type (``0`` for ``false``, ``"1"`` for ``1``), is refused with 422 naming the field, so the
+published schema is exactly what is accepted. Where the store has a rule for a value that a JSON
+schema can state (a suite name's characters and length), the request model states the same
+rule, so the OpenAPI says it. Two rules it cannot state are left to the store, which answers
+422 naming the field: a pin's name must fit its level, and its version must be PEP 440.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# The store's own models, which routes return as they are (re-exported for the routes).
+from agent.audit import AuditEntry, AuditVerification  # noqa: F401
+from agent.config import CHANNELS, UpdatePolicy
+from agent.store import Approval, BlockedVersion, Deployment, Revision, RollbackOperation  # noqa: F401
+
+Channel = Literal["auto-update", "manual-approval", "frozen"]
+assert set(Channel.__args__) == set(CHANNELS)  # type: ignore[attr-defined]
+
+
+# The config's rule for suite names (agent.config._NAME), which the store applies to pins and policies.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+SUITE_NAME = f"^{_NAME}$"
+PIN_NAME = f"^(platform|{_NAME}|{_NAME}/{_NAME})$"
+"""``platform``, a suite (``core``) or a capability (``core/auth``); which one fits depends on the level."""
+NOT_BLANK = r"\S"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    """``invalid``, ``forbidden``, ``not-found``, ``method-not-allowed``, ``conflict``, ``refused``,
+    ``feed-rejected``, ``unavailable``, ``failed``, ``internal`` (a bug: the agent's log has the traceback)."""
+    message: str
+    fields: list[FieldError] = Field(default_factory=list)
+
+
+class Change(BaseModel):
+    capability: str
+    from_: str | None = Field(alias="from", serialization_alias="from")
+    to: str | None
+    source: str
+    action: str
+    overrides: str | None = None
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Problem(BaseModel):
+    code: str
+    detail: str
+
+
+class CapabilityState(BaseModel):
+    capability: str
+    version: str
+    source: str
+    overrides: str | None = None
+    units: list[str]
+
+
+class ApprovalSummary(BaseModel):
+    id: str
+    status: str
+    created_at: datetime
+    changes: int
+
+
+class DeploymentSummary(BaseModel):
+    id: str
+    status: str
+    state: str
+    started_at: datetime | None
+
+
+class Status(BaseModel):
+    instance_id: str
+    agent_version: str
+    activity: str
+    """What the agent is doing, in words."""
+    activity_since: datetime
+    user: str
+    role: str | None
+    """The caller's role: viewer, approver, admin (a caller with none is refused with 403)."""
+    role_groups: dict[str, list[str]]
+    """The Unix groups that grant each role (``viewer``, ``approver``, ``admin``), as configured."""
+    channel: str
+    suites: dict[str, str]
+    """Per-suite channel overrides."""
+    maintenance_window: list[str]
+    timezone: str
+    in_window: bool
+    next_window: datetime | None
+    revision: int | None
+    platform: str | None
+    capabilities: list[CapabilityState]
+    feed_url: str | None
+    feed_serial: int | None
+    last_check: datetime | None
+    last_success: datetime | None
+    next_check: datetime | None
+    pending_approval: ApprovalSummary | None
+    changes: list[Change]
+    problems: list[Problem]
+    exposed_advisories: int
+    blocked_versions: int
+    deployment: DeploymentSummary | None
+    last_error: str | None
+    warnings: list[str]
+
+
+class Updates(BaseModel):
+    """The plan against the current feed: what would change and what waits for whom."""
+
+    target_hash: str | None
+    changes: list[Change]
+    problems: list[Problem]
+    approval: Approval | None
+    """The approval for this target (pending, or approved and waiting for the window), if any."""
+    next_window: datetime | None
+
+
+class ApproveRequest(_Body):
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class RejectRequest(_Body):
+    reason: str = Field(min_length=1, max_length=2000, pattern=NOT_BLANK)
+    """Why; required, and not only blanks."""
+
+
+class Decision(BaseModel):
+    approval: Approval
+    message: str
+
+
+class RollbackRequest(_Body):
+    to_revision: int | None = Field(default=None, ge=1)
+    """The kept revision to go back to; default: the one before the running revision."""
+    reason: str = Field(default="", max_length=2000)
+    force: bool = False
+    """Allow a revision affected by an enforced advisory (recorded)."""
+
+
+class RollbackChange(BaseModel):
+    capability: str
+    from_version: str | None
+    to_version: str | None
+
+
+class RollbackPreview(BaseModel):
+    to_revision: int
+    from_revision: int | None
+    changes: list[RollbackChange]
+    problems: list[str]
+    advisories: list[str]
+    allowed: bool
+    """True when the rollback may go ahead without force."""
+    needs_force: bool
+
+
+class RollbackOutcome(BaseModel):
+    operation: RollbackOperation
+    deployment_status: str
+    revision: int | None
+    error: str | None
+
+
+class PinRequest(_Body):
+    level: Literal["platform", "suite", "capability"]
+    name: str = Field(pattern=PIN_NAME, max_length=129)
+    """``platform`` for level platform, a suite for suite, ``suite/capability`` for capability."""
+    version: str = Field(min_length=1, max_length=200)
+    """An exact PEP 440 version (``1.4.2``) or a specifier (``~=1.4.0``, ``>=1.2,<2``)."""
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class UnpinRequest(_Body):
+    level: Literal["platform", "suite", "capability"]
+    name: str = Field(pattern=PIN_NAME, max_length=129)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class PinView(BaseModel):
+    id: str | None
+    level: str
+    name: str
+    version: str
+    reason: str | None
+    origin: Literal["config", "api"]
+    """``config`` pins come from the config file and are read-only through the API."""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Versions(BaseModel):
+    pins: list[PinView]
+    installed: dict[str, str]
+    """``suite/capability`` → running version."""
+    available: dict[str, list[str]]
+    """``suite/capability`` (and ``platform``) → versions in the feed, newest first."""
+    blocked: list[BlockedVersion]
+
+
+class PolicyRequest(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    channel: Channel
+    enabled: bool = True
+    description: str | None = Field(default=None, max_length=2000)
+    suite: str | None = Field(default=None, pattern=SUITE_NAME, max_length=64)
+
+
+def _unset_means_unchanged(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # not a value a client may send: leaving the field out keeps it
+
+
+class PolicyUpdate(_Body):
+    """Only the fields given change. ``description`` and ``suite`` may be set to null (no suite:
+    the policy is the whole instance's); ``name``, ``channel`` and ``enabled`` may not."""
+
+    name: str = Field(default=None, min_length=1, max_length=200, json_schema_extra=_unset_means_unchanged)  # type: ignore[assignment]
+    channel: Channel = Field(default=None, json_schema_extra=_unset_means_unchanged)  # type: ignore[assignment]
+    enabled: bool = Field(default=None, json_schema_extra=_unset_means_unchanged)  # type: ignore[assignment]
+    description: str | None = Field(default=None, max_length=2000)
+    suite: str | None = Field(default=None, pattern=SUITE_NAME, max_length=64)
+
+
+class ChannelRequest(_Body):
+    channel: Channel
+    suite: str | None = Field(default=None, pattern=SUITE_NAME, max_length=64)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class EffectivePolicy(BaseModel):
+    channel: str
+    suites: dict[str, str]
+    enforce_severity: str
+    maintenance_window: list[str]
+    timezone: str
+    allow_prerelease: bool
+    policies: list[UpdatePolicy]
+    """Stored policies (the API's), newest decisions win over the config file."""
+
+
+class EnforceRequest(_Body):
+    advisory_id: str = Field(min_length=1, max_length=200)
+
+
+class Advisory(BaseModel):
+    id: str
+    severity: str
+    capability: str
+    affected: str
+    summary: str
+    published_at: datetime | None
+    enforced: bool
+    """At or above the policy's enforce_severity: fixed whatever the channel."""
+    status: Literal["not-installed", "not-affected", "affected", "fix-pending", "exposed"]
+    installed_version: str | None
+
+
+class DeploymentRequest(_Body):
+    target_hash: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
+    """The target shown to the admin (``id1 updates``): deployed only if it is still the target."""
+
+
+class DeploymentUpdate(_Body):
+    action: Literal["cancel"]
+
+
+class EnforceOutcome(BaseModel):
+    deployment_id: str | None
+    status: str
+    """The deployment's status: ``succeeded``, ``failed`` or ``rolled_back``."""
+    revision: int | None
+    error: str | None
+
+
+class RevisionView(BaseModel):
+    """A kept revision; ``manifest`` only when asked for (``GET /revisions?manifests=true``)."""
+
+    number: int
+    manifest_sha256: str
+    feed_serial: int | None
+    created_at: datetime
+    deployment_id: str | None
+    platform: str | None
+    manifest: dict[str, Any] | None = None
+
+
+class CheckResult(BaseModel):
+    message: str
+
+
+class Unblocked(BaseModel):
+    ref: str
