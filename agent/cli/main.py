@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.cli import agent_cmd, audit_cmd, feed_cmd, history_cmd, pins_cmd, plan_cmd, status_cmd, updates_cmd
+from agent.cli import agent_cmd, audit_cmd, feed_cmd, history_cmd, pins_cmd, plan_cmd, status_cmd, tui_cmd, updates_cmd
 from agent.cli.render import add_socket_option
 from agent.errors import Id1Error
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_socket_option(parser, top_level=True)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
-    for verbs_of in (status_cmd, updates_cmd, history_cmd, pins_cmd, audit_cmd):
+    for verbs_of in (status_cmd, updates_cmd, history_cmd, pins_cmd, audit_cmd, tui_cmd):
         verbs_of.register(verbs)
     agent_cmd.register(verbs)
     plan_cmd.register(verbs)
