@@ -53,6 +53,7 @@ from agent.planning.security import enforce_advisory
 from agent.planning.selection import Selection
 from agent.planning.plan import parse_blocked
 from agent.store import DeploymentStatus, Store
+from agent.store.errors import InvalidTransition
 from agent.store.store import utc_now
 from agent.versions import parse_version
 from agent.window import in_window, next_window_start
@@ -361,7 +362,8 @@ class AgentService:
         if not waiting:
             pending = self.store.approvals.pending()
             if pending is not None:  # its target (even the same one) now applies by policy, or already runs
-                self._supersede(pending.id, "the target no longer needs an approval")
+                if not self._supersede(pending.id, "the target no longer needs an approval"):
+                    return
                 self._decided(AGENT, "approval-superseded", pending.id, "the target no longer needs an approval")
                 self.events.publish("approval", {"id": pending.id, "status": "superseded"})
             return
@@ -376,28 +378,14 @@ class AgentService:
         if approval.status == "pending" and not superseded and approval.created_at >= self.clock() - timedelta(seconds=1):
             self.events.publish("approval", {"id": approval.id, "status": "pending"})
 
-    def _supersede(self, approval_id: str, reason: str) -> None:
+    def _supersede(self, approval_id: str, reason: str) -> bool:
         """pending → superseded, when the target no longer needs anyone's approval (a pin or a
-        policy made it apply, or it is what runs now)."""
-        supersede = getattr(self.store.approvals, "supersede", None)
-        if supersede is not None:
-            supersede(approval_id, reason)
-            return
-        # The store has no such call yet: make the same transition ApprovalRepository.propose()
-        # makes for a pending approval a newer target replaces, in one store transaction.
-        from agent.store import approvals as repository
-        from agent.store.models import ApprovalStatus
-        from agent.store.records import APPROVAL_PREFIX, APPROVALS, number_of
-
-        session = self.store.approvals._session
-        with session.reading():
-            number = number_of(approval_id, APPROVAL_PREFIX)
-            document = None if number is None else session.document(APPROVALS, number)
-            if document is None or document.get("status") != ApprovalStatus.PENDING.value:
-                return
-            changed = repository._changed(document, status=ApprovalStatus.SUPERSEDED, reason=reason, updated_at=session.now())
-            with session.transaction():
-                session.put(APPROVALS, number, changed)
+        policy made it apply, or it is what runs now); one decided in between is left as it is."""
+        try:
+            self.store.approvals.supersede(approval_id, reason)
+        except InvalidTransition:
+            return False
+        return True
 
     def _waiting_words(self, plan: Plan | None) -> str:
         if plan is None:
