@@ -1,4 +1,5 @@
-"""``id1 agent run --once --config FILE``: one pass of the agent (DESIGN.md §7)."""
+"""``id1 agent run [--once] --config FILE`` (DESIGN.md §7), and the state backups an operator
+restores with the agent stopped: ``id1 agent backups`` and ``id1 agent restore BACKUP``."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
     run.add_argument("--once", action="store_true", help="one pass, then exit")
     run.add_argument("--config", type=Path, default=Path("/etc/id1/agent.toml"), metavar="FILE", help="agent config (default /etc/id1/agent.toml)")
     run.set_defaults(run=run_once)
+    backups = agent_verbs.add_parser("backups", help="list the state backups, newest first",
+                                     description="List the snapshots of the agent's state taken every retention.backup_interval.")
+    backups.add_argument("--config", type=Path, default=Path("/etc/id1/agent.toml"), metavar="FILE")
+    backups.set_defaults(run=list_backups)
+    restore = agent_verbs.add_parser(
+        "restore", help="put a state backup back (the agent must be stopped)",
+        description="Replace the agent's state with a backup, with the agent stopped "
+        "(systemctl stop id1-agent). The current state file is kept beside it as state.json.before-restore-<time>.")
+    restore.add_argument("backup", type=Path, metavar="BACKUP", help="a file listed by `id1 agent backups`")
+    restore.add_argument("--config", type=Path, default=Path("/etc/id1/agent.toml"), metavar="FILE")
+    restore.set_defaults(run=restore_backup)
 
 
 def run_once(args: argparse.Namespace) -> int:
@@ -45,3 +57,25 @@ def run_daemon(args: argparse.Namespace) -> int:
     for chatty in ("apscheduler", "httpx", "uvicorn"):  # their per-request lines would drown the agent's own
         logging.getLogger(chatty).setLevel(logging.WARNING)
     return serve(args.config, lambda config: instance_id_for(None, config))
+
+
+def list_backups(args: argparse.Namespace) -> int:
+    from agent.store import Store
+
+    config = load_config(args.config)
+    found = Store.list_backups(Path(config.state_dir))
+    if not found:
+        print(f"no backups in {Path(config.state_dir) / 'backups'}")
+        return 0
+    for backup in found:
+        print(f"{backup.taken_at:%Y-%m-%d %H:%M:%S} UTC  {backup.size:>9,} bytes  {backup.path}")
+    return 0
+
+
+def restore_backup(args: argparse.Namespace) -> int:
+    from agent.store import Store
+
+    config = load_config(args.config)
+    summary = Store.restore_backup(Path(config.state_dir), args.backup)
+    print(summary)
+    return 0
