@@ -195,3 +195,11 @@ def test_check_rollback_reports_a_requirement_the_old_revision_no_longer_meets()
                            has_release=lambda ref, entry: True, catalog=None, enforce_severity="critical")
     assert check.problems == ("core/auth 1.0.0 requires core/api >=3 (has 2.0.0)",)
     assert check.refusal(force=True).startswith("cannot roll back to revision 1: core/auth 1.0.0 requires")
+
+
+def test_drift_between_the_host_and_the_running_revision_is_found(host):
+    deployed(host, {"core/auth": "1.0.0", "core/api": "2.0.0"}, 1)
+    deployed(host, {"core/auth": "1.1.0", "core/api": "2.0.0"}, 2)
+    assert host.engine().drift() == {}
+    ReleaseLayout(host.state_dir).switch_current("core/auth", "1.0.0")  # as a restored older state would leave it
+    assert host.engine().drift() == {"core/auth": ("1.0.0", "1.1.0")}

@@ -264,6 +264,13 @@ class AgentService:
         result = self.engine.resume()
         if result is not None:
             self._after_deployment(result, "an interrupted deployment", actor=AGENT)
+        drift = self.engine.drift()
+        if drift:
+            latest = self.store.revisions.latest()
+            what = ", ".join(f"{ref} runs {disk or 'nothing'} (revision {latest.number} says {wanted})" for ref, (disk, wanted) in drift.items())
+            self.warnings.append(f"the host does not run what the agent's state says: {what}; "
+                                 f"redeploy with `id1 rollback --to` an earlier revision, or restore the matching state backup")
+            self._decided(AGENT, "drift", what, "found at start: the release links differ from the running revision")
         try:
             self.catalog = self.feed.last_accepted(self.clock())
         except FeedRejected as error:

@@ -131,6 +131,19 @@ class Engine:
         self._settle_interrupted_rollbacks()
         return result
 
+    def drift(self) -> dict[str, tuple[str | None, str]]:
+        """Capabilities whose ``current`` link is not what the running revision says (a state
+        backup restored over a newer host, a link changed by hand): ref → (on disk, in the revision)."""
+        latest = self.store.revisions.latest()
+        if latest is None:
+            return {}
+        found = {}
+        for ref, entry in sorted(Manifest.model_validate(latest.manifest).capabilities().items()):
+            on_disk = self.layout.current_version(ref)
+            if on_disk != entry.version:
+                found[ref] = (on_disk, entry.version)
+        return found
+
     def check_rollback(self, to_revision: int, *, catalog: Catalog | None, enforce_severity: str = "critical") -> RollbackCheck:
         """What rolling back to ``to_revision`` would change and what stands in its way (no side effects)."""
         self.store.revisions.require(to_revision)
