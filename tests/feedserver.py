@@ -33,6 +33,8 @@ class SeenRequest:
     method: str
     path: str
     headers: dict[str, str]
+    peer: tuple[str, int] = ("", 0)
+    """The client's address: one per TCP connection, so reused connections share it."""
 
 
 class FeedServer:
@@ -135,9 +137,9 @@ class FeedServer:
         with self._lock:
             self._pending.setdefault(_normal(path), deque()).extend([(action, argument)] * times)
 
-    def _record(self, method: str, path: str, headers: dict[str, str]) -> tuple[str, int] | None:
+    def _record(self, method: str, path: str, headers: dict[str, str], peer: tuple[str, int] = ("", 0)) -> tuple[str, int] | None:
         with self._lock:
-            self.requests.append(SeenRequest(method, path, headers))
+            self.requests.append(SeenRequest(method, path, headers, peer))
             pending = self._pending.get(path)
             return pending.popleft() if pending else None
 
@@ -162,7 +164,7 @@ def _handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, send_body: bool) -> None:
             path = urlsplit(self.path).path
-            action = server._record(self.command, path, {k.lower(): v for k, v in self.headers.items()})
+            action = server._record(self.command, path, {k.lower(): v for k, v in self.headers.items()}, self.client_address[:2])
             if action is not None:
                 self._misbehave(*action)
                 return

@@ -181,6 +181,16 @@ def test_an_unchanged_feed_costs_one_request_answered_304_and_no_parsing(server,
     assert request.headers["if-none-match"] and request.headers["if-modified-since"]
 
 
+def test_unchanged_polls_reuse_one_connection(server, accepted_serial_1):
+    """A 304 is read to its end, so polling does not open (in production: TLS-handshake) a new
+    connection every time."""
+    first = len(server.requests)
+    for _ in range(5):
+        assert accepted_serial_1.check(NOW).not_modified
+    peers = {request.peer for request in server.requests[first:]}
+    assert len(server.requests) - first == 5 and len(peers) == 1, peers
+
+
 def test_last_modified_alone_also_makes_an_unchanged_feed_a_304(tmp_path, make_client, feed_dir):
     with FeedServer(tmp_path / "plain", etags=False) as plain:
         publish(plain, feed_bytes(1))

@@ -360,6 +360,7 @@ class FeedClient:
                     if status == 200:
                         body = _read_capped(response, cap, too_large)
                         return _Download(body, response.headers.get("etag"), response.headers.get("last-modified"))
+                    _drain(response)  # a response read to its end leaves the connection for the next poll
                     if status == 304 and conditional:
                         raise _NotModified
                     failure = f"HTTP {status} {response.reason_phrase}".rstrip()
@@ -572,3 +573,13 @@ def _replace_symlink(link: Path, target: str) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def _drain(response: httpx.Response, limit: int = 64 * 1024) -> None:
+    """Read a small non-200 body so the connection can be reused (a 304 has none); a large one is
+    left unread and the connection dropped, rather than downloading a hostile mirror's junk."""
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read > limit:
+            return
