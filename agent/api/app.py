@@ -20,7 +20,6 @@ FastAPI's validation or Starlette's router), so a client reads one ``message``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,8 +37,6 @@ from agent.daemon.service import AgentService
 from agent.deploy.engine import RollbackRefused
 from agent.errors import Conflict, FeedRejected, FeedUnavailable, Id1Error, NotFound
 from agent.store.errors import InvalidTransition, InvalidValue, RecordNotFound
-
-log = logging.getLogger(__name__)
 
 
 def create_app(service: AgentService, roles: RolesConfig) -> FastAPI:

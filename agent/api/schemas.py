@@ -96,8 +96,8 @@ class Status(BaseModel):
     """What the agent is doing, in words."""
     activity_since: datetime
     user: str
-    role: str | None
-    """The caller's role: viewer, approver, admin (a caller with none is refused with 403)."""
+    role: str
+    """The caller's role: viewer, approver or admin (a caller with none is refused with 403)."""
     role_groups: dict[str, list[str]]
     """The Unix groups that grant each role (``viewer``, ``approver``, ``admin``), as configured."""
     channel: str

@@ -44,7 +44,7 @@ async def get_status(request: Request, caller: ViewerDep) -> Status:
         activity=service.activity.text,
         activity_since=service.activity.since,
         user=caller.user,
-        role=str(caller.role) if caller.role else None,
+        role=str(caller.role),
         role_groups={role.name: list(getattr(roles_from(request), role.name)) for role in Role},
         channel=policy.channel,
         suites={name: suite.channel for name, suite in policy.suites.items()},
