@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from agent.tls import shared_ssl_context
+
 from agent import __version__
 
 DEPLOYMENT_FAILED = "deployment-failed"
@@ -111,6 +113,7 @@ class WebhookNotifier:
         self.queue_size = queue_size
         self._client = httpx.Client(
             transport=transport,
+            verify=shared_ssl_context(),
             timeout=timeout,
             headers={"Content-Type": "application/json", "User-Agent": f"id1-agent/{__version__}"},
         )

@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from agent.tls import shared_ssl_context
 from agent.deploy import fsync_folder
 from agent.errors import ArtifactError, ArtifactMismatch, ArtifactUnavailable, DiskFull
 
@@ -72,7 +73,7 @@ class ArtifactCache:
     ):
         self.cache_dir = Path(cache_dir)
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(timeout=DEFAULT_TIMEOUT)
+        self._http = http if http is not None else httpx.Client(timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context())
         self.retries = retries
         self.backoff_s = backoff_s
         self.min_free_bytes = min_free_bytes

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from agent.tls import shared_ssl_context
 from agent.deploy.services import ServiceController
 from agent.errors import ServiceError
 from agent.feed.model import HealthCheck
@@ -42,7 +43,7 @@ class HealthChecker:
         interval_s: float = POLL_INTERVAL_S,
     ):
         self.services = services
-        self.http = http or httpx.Client(timeout=PROBE_TIMEOUT_S, trust_env=False)
+        self.http = http or httpx.Client(timeout=PROBE_TIMEOUT_S, trust_env=False, verify=shared_ssl_context())
         self.clock = clock
         self.sleep = sleep
         self.interval_s = interval_s

@@ -69,6 +69,7 @@ from typing import Any
 
 import httpx
 
+from agent.tls import shared_ssl_context
 from agent.errors import (
     FeedExpired,
     FeedRejected,
@@ -174,7 +175,7 @@ class FeedClient:
         self._trusted_keys = tuple(trusted_keys)
         self._max_bytes = max_bytes
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(max_redirects=MAX_REDIRECTS)
+        self._http = http if http is not None else httpx.Client(max_redirects=MAX_REDIRECTS, verify=shared_ssl_context())
         self._retries = retries
         self._backoff_s = backoff_s
         self._timeout = httpx.Timeout(timeout_s)
