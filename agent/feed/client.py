@@ -361,8 +361,8 @@ class FeedClient:
                     if status == 200:
                         body = _read_capped(response, cap, too_large)
                         return _Download(body, response.headers.get("etag"), response.headers.get("last-modified"))
-                    _drain(response)  # a response read to its end leaves the connection for the next poll
                     if status == 304 and conditional:
+                        _drain(response)  # read to its end, the connection serves the next poll
                         raise _NotModified
                     failure = f"HTTP {status} {response.reason_phrase}".rstrip()
                     if status >= 500 or status in _RETRYABLE_STATUS:
@@ -577,8 +577,9 @@ def _replace_symlink(link: Path, target: str) -> None:
 
 
 def _drain(response: httpx.Response, limit: int = 64 * 1024) -> None:
-    """Read a small non-200 body so the connection can be reused (a 304 has none); a large one is
-    left unread and the connection dropped, rather than downloading a hostile mirror's junk."""
+    """Read what is left of a response that has no body to use (a 304 has none) so its connection
+    can be reused; past ``limit`` it is left unread and the connection dropped. Error answers are
+    not drained: their retry starts on a fresh connection, not on one the server may be closing."""
     read = 0
     for chunk in response.iter_raw():
         read += len(chunk)
