@@ -87,6 +87,7 @@ def requires(needed: Role, action: str | None = None) -> Callable[[Request], Awa
         require(caller, needed, roles_from(request), action=action)
         return caller
 
+    caller_with_role.role = needed  # type: ignore[attr-defined]  # read by the API reference (reference.py)
     return caller_with_role
 
 

@@ -16,9 +16,11 @@ router = APIRouter(tags=["audit"])
 def entries(request: Request, caller: ViewerDep, actor: str | None = Query(None, max_length=200),
             action: str | None = Query(None, max_length=200), limit: int = Query(100, ge=1, le=10000),
             before_seq: int | None = Query(None, ge=1)) -> list[AuditEntry]:
+    """Audit entries, newest first, filterable by actor and action."""
     return service_of(request).audit.entries(actor=actor, action=action, limit=limit, before_seq=before_seq)
 
 
 @router.get("/audit/verify", response_model=AuditVerification)
 async def verify(request: Request, caller: ViewerDep) -> AuditVerification:
+    """Check the audit log's hash chain: every edited, removed or reordered entry is named."""
     return await run_in_threadpool(service_of(request).audit.verify)

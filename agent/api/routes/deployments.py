@@ -21,6 +21,7 @@ Admin = Annotated[Caller, Depends(requires(Role.admin, "deploy or roll back"))]
 
 @router.get("/deployments", response_model=list[Deployment], responses=errors(422))
 def list_deployments(request: Request, caller: ViewerDep, limit: int = Query(20, ge=1, le=1000)) -> list[Deployment]:
+    """Recent deployments, newest first, with each step's journal."""
     return service_of(request).store.deployments.recent(limit)
 
 
@@ -46,6 +47,7 @@ def create_deployment(request: Request, body: DeploymentRequest, caller: Admin) 
 
 @router.get("/deployments/{deployment_id}", response_model=Deployment, responses=errors(404, 422))
 def get_deployment(request: Request, deployment_id: str, caller: ViewerDep) -> Deployment:
+    """One deployment with its journal."""
     deployment = service_of(request).store.deployments.get(deployment_id)
     if deployment is None:
         raise NotFound(f"there is no deployment {deployment_id}")
@@ -60,6 +62,7 @@ def update_deployment(request: Request, deployment_id: str, body: DeploymentUpda
 
 @router.delete("/deployments/{deployment_id}", response_model=Deployment, responses=errors(404, 409, 422))
 def cancel_deployment(request: Request, deployment_id: str, caller: Admin) -> Deployment:
+    """Deployments are not cancelled from outside (that could leave a host half-deployed): always a 409 saying what to do instead."""
     service = service_of(request)
     deployment = service.store.deployments.get(deployment_id)
     if deployment is None:
@@ -84,6 +87,7 @@ def list_revisions(request: Request, caller: ViewerDep, manifests: bool = False)
 
 @router.get("/revisions/{number}", response_model=Revision, responses=errors(404, 422))
 def get_revision(request: Request, number: int, caller: ViewerDep) -> Revision:
+    """One kept revision with its manifest."""
     revision = service_of(request).store.revisions.get(number)
     if revision is None:
         raise NotFound(f"revision {number} is not kept")
@@ -104,6 +108,7 @@ def rollback_preview(request: Request, caller: ViewerDep, to_revision: int | Non
 
 @router.post("/rollback", response_model=RollbackOutcome, responses=errors(404, 409, 422, 503))
 def rollback(request: Request, body: RollbackRequest, caller: Admin) -> RollbackOutcome:
+    """Roll back to a kept revision (default: the one before the running one), checked first; waits for the deployment and answers how it went."""
     result = service_of(request).rollback(caller.user, body.to_revision, body.reason or f"rollback by {caller.user}", body.force)
     return RollbackOutcome(operation=result.operation, deployment_status=result.deployment.status.value,
                            revision=result.deployment.revision, error=result.deployment.error)
@@ -111,4 +116,5 @@ def rollback(request: Request, body: RollbackRequest, caller: Admin) -> Rollback
 
 @router.get("/rollback/history", response_model=list[RollbackOperation], responses=errors(422))
 def rollback_history(request: Request, caller: ViewerDep, limit: int = Query(50, ge=1, le=1000)) -> list[RollbackOperation]:
+    """Rollbacks, newest first: who, from which revision to which, why, how it went."""
     return service_of(request).store.rollbacks.list(limit)

@@ -19,6 +19,7 @@ router = APIRouter(tags=["security"])
 
 @router.get("/security/patches", response_model=list[Advisory])
 def patches(request: Request, caller: ViewerDep) -> list[Advisory]:
+    """The feed's advisories and their status on this host (not installed, not affected, affected, fix pending, exposed)."""
     service = service_of(request)
     if service.catalog is None:
         return []
@@ -50,5 +51,6 @@ def patches(request: Request, caller: ViewerDep) -> list[Advisory]:
 @router.post("/security/enforce", response_model=EnforceOutcome, responses=errors(404, 409, 422, 503))
 def enforce(request: Request, body: EnforceRequest,
             caller: Annotated[Caller, Depends(requires(Role.admin, "enforce a security fix"))]) -> EnforceOutcome:
+    """Apply a named advisory's fix now, whatever its severity, channel and window; waits for the deployment."""
     result = service_of(request).enforce(caller.user, body.advisory_id)
     return EnforceOutcome(deployment_id=result.deployment_id, status=result.status.value, revision=result.revision, error=result.error)

@@ -25,6 +25,7 @@ HEARTBEAT_S = 15.0
 
 @router.get("/status", response_model=Status)
 async def get_status(request: Request, caller: ViewerDep) -> Status:
+    """What the agent is doing, the running revision and its capabilities, the plan, the pending approval, problems, and the caller's role."""
     # On the event loop, not in the thread pool: /status is what every client polls, and a
     # sync route costs two thread hops per request (the route, then its response's validation),
     # which with 50 concurrent clients tripled the p99 (tests/benchmarks/test_api_benchmark.py).
@@ -78,6 +79,7 @@ async def get_status(request: Request, caller: ViewerDep) -> Status:
 
 @router.post("/check", response_model=CheckResult, responses=errors(409, 502, 503))
 def check_now(request: Request, caller: Annotated[Caller, Depends(requires(Role.approver, "check the feed now"))]) -> CheckResult:
+    """Check the feed now and act on it (as the scheduled poll would); answers what happened in one line."""
     service = service_of(request)
     return CheckResult(message=service.exclusive(lambda: service.poll(actor=caller.user)))
 
@@ -109,6 +111,7 @@ async def events(request: Request, caller: ViewerDep) -> StreamingResponse:
                              "description": "``format=markdown`` (default): text/markdown; ``format=json``: the same as JSON"},
                        **errors(422)})
 async def report(request: Request, caller: ViewerDep, format: Literal["markdown", "json"] = Query("markdown")):
+    """The compliance report: what runs and why, pending changes, problems, pins, blocked versions, recent deployments and rollbacks, the audit chain's state (markdown or JSON)."""
     service = service_of(request)
     data = await run_in_threadpool(compliance_report, service)
     if format == "json":

@@ -18,6 +18,7 @@ Approver = Annotated[Caller, Depends(requires(Role.approver, "approve or reject 
 
 @router.get("/updates", response_model=Updates)
 def get_updates(request: Request, caller: ViewerDep) -> Updates:
+    """The plan against the feed in force: each change (from, to, source, action), problems, and the approval bound to this target."""
     service = service_of(request)
     plan = service.plan
     approval = None
@@ -36,11 +37,13 @@ def get_updates(request: Request, caller: ViewerDep) -> Updates:
 
 @router.get("/approvals", response_model=list[Approval], responses=errors(422))
 def list_approvals(request: Request, caller: ViewerDep, limit: int = Query(50, ge=1, le=1000)) -> list[Approval]:
+    """Approvals, newest first, with their status, who decided and why."""
     return service_of(request).store.approvals.list(limit)
 
 
 @router.get("/approvals/{approval_id}", response_model=Approval, responses=errors(404, 422))
 def get_approval(request: Request, approval_id: str, caller: ViewerDep) -> Approval:
+    """One approval, with the target manifest, the changes, release notes and advisories shown to approvers."""
     approval = service_of(request).store.approvals.get(approval_id)
     if approval is None:
         raise NotFound(f"there is no approval {approval_id}")
@@ -49,6 +52,7 @@ def get_approval(request: Request, approval_id: str, caller: ViewerDep) -> Appro
 
 @router.post("/approvals/{approval_id}/approve", response_model=Decision, responses=errors(404, 409, 422, 503))
 def approve(request: Request, approval_id: str, body: ApproveRequest, caller: Approver) -> Decision:
+    """Approve a pending update: it deploys now, or when the maintenance window opens."""
     service = service_of(request)
     approval = service.approve(approval_id, caller.user, body.comment)
     opens = service.next_window()
@@ -58,5 +62,6 @@ def approve(request: Request, approval_id: str, body: ApproveRequest, caller: Ap
 
 @router.post("/approvals/{approval_id}/reject", response_model=Decision, responses=errors(404, 409, 422, 503))
 def reject(request: Request, approval_id: str, body: RejectRequest, caller: Approver) -> Decision:
+    """Reject a pending update, with the reason (recorded in the audit log)."""
     approval = service_of(request).reject(approval_id, caller.user, body.reason)
     return Decision(approval=approval, message=f"{approval_id} rejected by {caller.user}")
