@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Debian packages the test suite runs for real.
-DEBIAN_TEST_PACKAGES := minisign curl mount prometheus
+DEBIAN_TEST_PACKAGES := minisign curl mount prometheus lintian dpkg-dev python3-venv systemd man-db
 
 .PHONY: test bench debian-packages install-test clean
 
@@ -32,3 +32,6 @@ bench: install-test
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+
+# make deb: the Debian package in dist/ (packaging/deb.mk)
+include packaging/deb.mk

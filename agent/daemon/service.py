@@ -151,8 +151,7 @@ class AgentService:
         self.store = Store.open(state_dir, clock=clock)
         try:
             self.audit = AuditLog(state_dir / "audit", clock=clock)
-            self.feed = FeedClient(config.feed.url or "", state_dir / "feed", trusted_keys_from_config(config.feed.trusted_keys),
-                                   max_bytes=config.feed.max_bytes)
+            self.feed = _feed_client(config)
             self.cache = ArtifactCache(state_dir / "cache")
         except BaseException:
             self.store.close()
@@ -175,7 +174,7 @@ class AgentService:
         return Engine(
             store=self.store, layout=self.layout, artifacts=self.cache, services=self.services,
             health=StopAwareHealth(self.services, self.stopping), unit_dir=Path(self.config.services.unit_dir),
-            instance_id=self.instance_id, resolve_url=self.feed.resolve_url, clock=self.clock,
+            instance_id=self.instance_id, resolve_url=self.feed.resolve_url if self.feed else (lambda url: url), clock=self.clock,
             should_stop=self.stopping.is_set,
         )
 
@@ -183,7 +182,8 @@ class AgentService:
         if self.notifier is not None:
             self.notifier.close()
         self.cache.close()
-        self.feed.close()
+        if self.feed is not None:
+            self.feed.close()
         self.audit.close()
         self.store.close()
 
@@ -235,9 +235,9 @@ class AgentService:
         old = self.config
         self.config = config
         if (config.feed.url, config.feed.trusted_keys, config.feed.max_bytes) != (old.feed.url, old.feed.trusted_keys, old.feed.max_bytes):
-            self.feed.close()
-            self.feed = FeedClient(config.feed.url or "", Path(config.state_dir) / "feed",
-                                   trusted_keys_from_config(config.feed.trusted_keys), max_bytes=config.feed.max_bytes)
+            if self.feed is not None:
+                self.feed.close()
+            self.feed = _feed_client(config)
         if config.alerts.webhook != old.alerts.webhook:
             if self.notifier is not None:
                 self.notifier.close()
@@ -272,7 +272,7 @@ class AgentService:
                                  f"redeploy with `id1 rollback --to` an earlier revision, or restore the matching state backup")
             self._decided(AGENT, "drift", what, "found at start: the release links differ from the running revision")
         try:
-            self.catalog = self.feed.last_accepted(self.clock())
+            self.catalog = self.feed.last_accepted(self.clock()) if self.feed is not None else None
         except FeedRejected as error:
             self.warnings.append(f"the kept feed is not usable: {error}")
         except Id1Error as error:
@@ -696,3 +696,9 @@ class AgentService:
         logger.info("%s: %s%s", action, what, f" ({why})" if why else "")
 
 
+def _feed_client(config: AgentConfig) -> FeedClient | None:
+    """The feed client, or None without ``feed.url`` (the daemon then serves the API and checks no feed)."""
+    if not config.feed.url:
+        return None
+    return FeedClient(config.feed.url, Path(config.state_dir) / "feed", trusted_keys_from_config(config.feed.trusted_keys),
+                      max_bytes=config.feed.max_bytes)
