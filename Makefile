@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Debian packages the test suite runs for real.
 DEBIAN_TEST_PACKAGES := minisign curl mount prometheus lintian dpkg-dev python3-venv systemd man-db
 
-.PHONY: test bench debian-packages install-test clean
+.PHONY: test bench debian-packages install-test clean demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,16 @@ debian-packages:
 test: debian-packages install-test
 	$(PY) -m pytest
 
+# A sandboxed ID-1 host in .demo/ that plays out the agent's story in `id1 tui`; q ends everything.
+demo: $(PY)
+	$(PY) -m pip install --quiet -e '.[demo]'
+	$(PY) -m agent.demo
+
 bench: install-test
 	$(PY) -m pytest tests/benchmarks -s
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .demo
 
 # make deb: the Debian package in dist/ (packaging/deb.mk)
 include packaging/deb.mk
