@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Debian packages the test suite runs for real.
-DEBIAN_TEST_PACKAGES := minisign curl mount prometheus lintian dpkg-dev python3-venv systemd man-db
+DEBIAN_TEST_PACKAGES := minisign curl mount prometheus lintian dpkg-dev python3-venv systemd man-db tmux openssh-server openssh-client
+# A venv every local user can run id1 from: the SSH end-to-end test logs in as a throwaway user.
+E2E_VENV ?= /opt/id1-e2e-venv
+# Parallel test workers: most tests wait on processes and health checks, so more than the cores.
+TEST_WORKERS ?= 4
 
-.PHONY: test bench debian-packages install-test clean demo
+.PHONY: test bench debian-packages install-test e2e-venv clean demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +28,14 @@ debian-packages:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: debian-packages install-test
-	$(PY) -m pytest
+# Made with Debian's python3, this checkout installed (not linked); rebuilt only when the sources changed.
+e2e-venv: debian-packages $(PY)
+	$(PY) -m tests.e2e.world_venv $(E2E_VENV)
+
+# Two passes (tests/conftest.py): most tests on parallel workers, then the serial ones alone.
+test: debian-packages install-test e2e-venv
+	ID1_E2E_VENV=$(E2E_VENV) $(PY) -m pytest -m "not serial" -n $(TEST_WORKERS) --dist loadfile
+	ID1_E2E_VENV=$(E2E_VENV) $(PY) -m pytest -m serial
 
 # A sandboxed ID-1 host in .demo/ that plays out the agent's story in `id1 tui`; q ends everything.
 demo: $(PY)

@@ -8,7 +8,6 @@ import hashlib
 import io
 import os
 import signal
-import socket
 import sys
 import tarfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from agent.deploy.services import ServiceController
 from agent.planning.manifest import Manifest
 from agent.store import DeploymentStatus, Store
 from tests.deploy.loopback import ArtifactServer
+from tests.ports import free_port  # noqa: F401  (other test modules import it from here)
 
 SYSTEMCTL3 = Path(sys.executable).parent / "systemctl3"
 
@@ -52,12 +52,6 @@ http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 class Crash(BaseException):
     """Stands for the agent dying at a step: nothing after it runs, nothing cleans up."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def artifact(ref: str, port: int, *, broken: bool = False, version: str = "1.0.0") -> bytes:

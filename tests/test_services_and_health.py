@@ -13,15 +13,10 @@ from agent.deploy.health import HealthChecker
 from agent.deploy.services import ServiceController
 from agent.errors import ServiceError
 from agent.feed.model import HealthCheck
+from tests.ports import free_port
 
 SYSTEMCTL3 = Path(sys.executable).parent / "systemctl3"
 HOST_PYTHON = "/usr/bin/python3"  # a unit runs as a real process: use Debian's interpreter
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Sandbox:

@@ -134,10 +134,13 @@ class DashboardApp(App[None]):
         for resource in screen.RESOURCES:
             if resource in self.data:
                 setattr(screen, resource, self.data[resource])
-            if resource != "current" or "status" in self.data:
+            if resource == "current" and "status" not in self.data:
+                self._wanted.add(resource)  # loaded once the status says which revision runs
+            elif not self.loading(resource):  # one on its way is as fresh (at start: the first status)
                 self.load(resource)
-            else:
-                self._wanted.add(resource)
+
+    def loading(self, resource: str) -> bool:
+        return any(not worker.is_finished and worker.group == f"load:{resource}" for worker in self.workers)
 
     # --- reading ----------------------------------------------------------------------------
 

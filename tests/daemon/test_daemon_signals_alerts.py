@@ -137,7 +137,9 @@ def test_systemd_webhook_and_metrics_hear_about_what_the_agent_does(site):
 
 def test_a_release_that_turns_unhealthy_while_baking_is_rolled_back_and_alerted(site):
     site.publish(1, {"1.0.0": Release()}, {"1.0.0": "1.0.0"})
-    site.configure("auto-update", extra=f'[alerts]\nwebhook = "{site.hook.url}"\n')
+    # A bake period long enough that stopping the unit surely falls inside it, even on a loaded machine.
+    site.config.write_text(site.config_text("auto-update", extra=f'[alerts]\nwebhook = "{site.hook.url}"\n')
+                           .replace('bake_period = "5s"', 'bake_period = "10m"'))
     site.start()
     site.wait_for(lambda s: s["revision"] == 1 and s["deployment"] is None, what="revision 1")
     # 1.1.0 passes its health check at deployment, then its service dies within the bake period.

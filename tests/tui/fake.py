@@ -543,3 +543,18 @@ class FakeClient:
         self.publish("audit", {"seq": len(self.audit_log), "action": "policy"})
         self.publish("status", {"activity": self.activity})
         return result
+
+
+def fake_with_history(count: int, *, role: str = "admin") -> FakeClient:
+    """A fake agent holding ``count`` revisions (manifests cycling through the four above), the
+    newest running: History with a long list (the scrolling benchmark, the fetch-on-rest test)."""
+    fake = FakeClient(role=role)
+    fake.revisions_kept = {
+        number: {"number": number, "manifest": {**copy.deepcopy(MANIFESTS[(number - 1) % 4 + 1]), "revision": number},
+                 "manifest_sha256": f"{number:064x}", "feed_serial": 38 + number,
+                 "created_at": f"2026-{(number * 7) % 12 + 1:02d}-{number % 28 + 1:02d}T02:14:09Z",
+                 "deployment_id": f"deployment-{number}"}
+        for number in range(1, count + 1)
+    }
+    fake.running = count
+    return fake

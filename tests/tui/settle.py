@@ -10,7 +10,9 @@ from textual.pilot import Pilot
 
 def busy(app) -> bool:
     working = [worker for worker in app.workers if not worker.is_finished and worker.group != "events"]
-    return bool(working) or app._flush_timer is not None or bool(app._stale)
+    # A screen may wait for the cursor to rest before it fetches (History's manifests).
+    resting = any(getattr(screen, "detail_pending", False) for screen in app.screens_by_name.values())
+    return bool(working) or app._flush_timer is not None or bool(app._stale) or resting
 
 
 async def settle(pilot: Pilot, *, timeout: float = 5.0) -> None:

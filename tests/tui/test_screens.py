@@ -3,11 +3,16 @@ needs to understand the host (from the fake agent's realistic state)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from textual import events
 from textual.widgets import DataTable, Tree
 
 from tests.tui.conftest import screen_text
+from tests.tui.fake import fake_with_history
 from tests.tui.settle import settle
+from tui.app import DashboardApp
 from tui.screens.help import HelpScreen
 from tui.widgets.nav_bar import NavBar
 
@@ -86,6 +91,33 @@ async def test_history_lists_revisions_newest_first_with_the_cursor_on_the_newes
         text = screen_text(app)
         assert "from revision 4 it would change 1 capability" in text
         assert "core/auth   1.0.1 -> 1.0.0" in text
+
+
+async def test_scrolling_a_long_history_fetches_only_where_the_cursor_rests_and_never_resizes_the_list(fakes):
+    fake = fake_with_history(300)
+    fakes.append(fake)
+    app = DashboardApp(fake, refresh_s=0, live=False, coalesce_s=0.02)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(pilot)
+        table = app.screen.query_one("#revisions", DataTable)
+        fetched_before = [call for call in fake.calls if call[0] == "revision"]
+        for _ in range(41):  # a held key: faster than the pane waits for the cursor to rest
+            app._driver.send_message(events.Key("down", None))
+            await asyncio.sleep(0.02)
+        await settle(pilot)
+        fetched = [call[1] for call in fake.calls if call[0] == "revision"][len(fetched_before):]
+        assert fetched == [(259,)]  # only the revision the cursor rested on
+        assert app.screen.selected == 259 and app.screen.detail_shown == 259
+        text = screen_text(app)
+        list_height = table.outer_size.height  # (on the running revision, a line says why r is disabled)
+        assert "Revision   259, platform 2.5.0" in text and "from revision 300 it would change 1 capability" in text
+        assert "core/auth   1.0.1 -> 1.0.0" in text
+        await pilot.press("down")  # five changes: more than the pane's rows at 80x24
+        await settle(pilot)
+        text = screen_text(app)
+        assert "from revision 300 it would change 5 capabilities" in text and "... and 3 more (r lists them all)" in text
+        assert table.outer_size.height == list_height  # the details never resized the list
 
 
 async def test_pins_mark_config_pins_read_only_and_show_the_policy(make_app):

@@ -19,6 +19,7 @@ VIEWS = {
     "overview": ("approver", [], "", False),
     "updates": ("approver", ["2"], "", False),
     "history": ("admin", ["3"], "", False),
+    "history_difference": ("admin", ["3", "down", "down"], "", False),
     "pins": ("admin", ["4"], "", False),
     "security": ("approver", ["5"], "", False),
     "audit": ("approver", ["6"], "", False),

@@ -11,6 +11,20 @@ from textual.widgets import Static
 Fact = tuple[str, "str | Text"]
 
 
+def as_texts(facts: Sequence[Fact]) -> tuple[tuple[str, Text], ...]:
+    """Values as Text (a bracket in an agent's words is shown, not taken as markup); comparable."""
+    return tuple((label, value if isinstance(value, Text) else Text(str(value))) for label, value in facts)
+
+
+def facts_grid(facts: Sequence[tuple[str, Text]], label_width: int = 10) -> Table:
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(width=label_width, no_wrap=True, style="bold")
+    grid.add_column(ratio=1, overflow="fold")
+    for label, value in facts:
+        grid.add_row(label, value)
+    return grid
+
+
 class Facts(Static):
     def __init__(self, *, label_width: int = 10, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -18,13 +32,8 @@ class Facts(Static):
         self._shown: Sequence[Fact] | None = None
 
     def show(self, facts: Sequence[Fact]) -> None:
-        facts = tuple((label, value if isinstance(value, Text) else Text(str(value))) for label, value in facts)
-        if facts == self._shown:
+        texts = as_texts(facts)
+        if texts == self._shown:
             return
-        self._shown = facts
-        grid = Table.grid(padding=(0, 1), expand=True)
-        grid.add_column(width=self.label_width, no_wrap=True, style="bold")
-        grid.add_column(ratio=1, overflow="fold")
-        for label, value in facts:
-            grid.add_row(label, value)
-        self.update(grid)
+        self._shown = texts
+        self.update(facts_grid(texts, self.label_width))

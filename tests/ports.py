@@ -1,0 +1,36 @@
+"""Ports for services a test starts later (a unit's HTTP server): free now, and not handed out twice.
+
+A port found with ``bind(0)`` and closed again can be handed to another process before the
+service binds it, most of all when test workers run in parallel (pytest-xdist). So each worker
+takes its ports from its own block below Linux's ephemeral range (32768+), in turn, and only
+ones that bind now.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+
+BASE, BLOCK = 20000, 2000
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+_start = BASE + (_worker_index() % 6) * BLOCK
+_candidates = itertools.cycle(range(_start + os.getpid() % BLOCK, _start + BLOCK))
+
+
+def free_port() -> int:
+    for _ in range(BLOCK):
+        port = next(_candidates)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_start}-{_start + BLOCK - 1}")
