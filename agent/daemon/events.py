@@ -16,13 +16,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 QUEUE_SIZE = 256
+SHUTDOWN = "shutdown"
 
 
 @dataclass(frozen=True)
 class Event:
     id: int
     kind: str
-    """``status``, ``deployment``, ``approval``, ``revision``, ``audit``, ``feed``, ``resync``."""
+    """``status``, ``deployment``, ``approval``, ``revision``, ``audit``, ``feed``, ``resync``, ``shutdown``."""
     data: dict[str, Any] = field(default_factory=dict)
     at: str = ""
 
@@ -44,6 +45,11 @@ class EventBus:
                 self.unsubscribe(queue)
         return event
 
+    def close(self) -> None:
+        """The agent is stopping: every stream gets a ``shutdown`` event and ends, so the API's
+        graceful stop does not wait on clients that would otherwise stay connected."""
+        self.publish(SHUTDOWN, {"reason": "the agent is stopping"})
+
     def subscribe(self) -> asyncio.Queue:
         """A queue of events for the calling coroutine's loop; ``unsubscribe`` it when done."""
         queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
@@ -62,6 +68,11 @@ class EventBus:
 
 
 def _offer(queue: asyncio.Queue, event: Event) -> None:
+    if event.kind == SHUTDOWN:  # must get through even to a slow client
+        while queue.full():
+            queue.get_nowait()
+        queue.put_nowait(event)
+        return
     if queue.full():
         while not queue.empty():
             queue.get_nowait()

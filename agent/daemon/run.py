@@ -103,6 +103,7 @@ class Daemon:
         finally:
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=False)
+            service.events.close()  # open event streams end, so the API stops at once
             await self.server.stop()
 
     def _request_stop(self) -> None:

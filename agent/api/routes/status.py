@@ -15,6 +15,7 @@ from agent.api.auth import ViewerDep, requires, roles_from
 from agent.api.roles import Caller, Role
 from agent.api.routes import errors, service_of
 from agent.api.schemas import ApprovalSummary, CapabilityState, Change, CheckResult, DeploymentSummary, Problem, Status
+from agent.daemon.events import SHUTDOWN
 from agent.daemon.report import compliance_report, render_markdown
 from agent.planning import Manifest
 from agent.window import in_window
@@ -100,6 +101,8 @@ async def events(request: Request, caller: ViewerDep) -> StreamingResponse:
                     yield ": keep-alive\n\n"
                     continue
                 yield f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps({**event.data, 'at': event.at})}\n\n"
+                if event.kind == SHUTDOWN:
+                    return
         finally:
             bus.unsubscribe(queue)
 
