@@ -40,7 +40,8 @@ class Once:
     config: AgentConfig
     instance_id: str
     now: Callable[[], datetime]
-    out: TextIO = sys.stderr
+    out: TextIO | None = None
+    """Where the lines go; None: ``sys.stderr`` as it is when a line is written (not at import)."""
 
     def run(self) -> int:
         config = self.config
@@ -102,7 +103,7 @@ class Once:
             return EXIT_ROLLED_BACK
 
     def say(self, line: str) -> None:
-        print(f"id1: {line}", file=self.out, flush=True)
+        print(f"id1: {line}", file=self.out or sys.stderr, flush=True)
 
 
 def _describe(change) -> str:
