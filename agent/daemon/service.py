@@ -600,6 +600,20 @@ class AgentService:
         self._after_deployment(result.deployment, f"rollback to revision {operation.to_revision}", actor=actor, rollback=True)
         self.plan = self.make_plan(windowed=False)
 
+    def deploy_target(self, actor: str, target_hash: str) -> DeployResult:
+        """An admin deploys the current target now, whatever the channel and window (``POST /deployments``)."""
+        def work() -> DeployResult:
+            plan = self.make_plan(windowed=False)
+            if plan is None or plan.target_hash != target_hash:
+                raise Conflict("the target has changed since it was shown; look at `id1 updates` again")
+            if not plan.valid or plan.target is None:
+                raise Conflict("the target is invalid: " + "; ".join(p.detail for p in plan.problems))
+            self._decided(actor, "deploy", f"target {target_hash[:12]}", "deployed now by an admin")
+            result = self.deploy(plan.target, target_hash=plan.target_hash, what="the current target", actor=actor)
+            self.plan = self.make_plan(windowed=False)
+            return result
+        return self.exclusive(work)
+
     def enforce(self, actor: str, advisory_id: str) -> DeployResult:
         def work() -> DeployResult:
             if self.catalog is None:

@@ -29,19 +29,7 @@ def list_deployments(request: Request, caller: ViewerDep, limit: int = Query(20,
 def create_deployment(request: Request, body: DeploymentRequest, caller: Admin) -> Deployment:
     """Deploy the current target now, whatever the channel and window (an admin's decision, audited)."""
     service = service_of(request)
-
-    def work():
-        plan = service.make_plan(windowed=False)
-        if plan is None or plan.target_hash != body.target_hash:
-            raise Conflict("the target has changed since it was shown; look at `id1 updates` again")
-        if not plan.valid or plan.target is None:
-            raise Conflict("the target is invalid: " + "; ".join(p.detail for p in plan.problems))
-        service._decided(caller.user, "deploy", f"target {body.target_hash[:12]}", "deployed now by an admin")
-        result = service.deploy(plan.target, target_hash=plan.target_hash, what="the current target", actor=caller.user)
-        service.plan = service.make_plan(windowed=False)
-        return result
-
-    result = service.exclusive(work)
+    result = service.deploy_target(caller.user, body.target_hash)
     return service.store.deployments.get(result.deployment_id)
 
 
