@@ -17,6 +17,8 @@
     │   ├── StoreLocked           another agent holds the store's lock
     │   └── StoreCorrupt          state.json is unreadable (moved aside, reported)
     ├── ServiceError              a systemctl command failed or could not be run
+    ├── UnitError                 a release's units are not its own to install, or its unit
+    │                             files cannot be read or written (agent.deploy.units)
     ├── NotFound                  an API request names something that does not exist (404)
     ├── Conflict                  an API request clashes with the agent's state (409)
     ├── Forbidden                 the caller's role does not allow it (403; agent.api.roles)
@@ -133,6 +135,10 @@ class StoreCorrupt(StoreError):
 
 
 class ServiceError(Id1Error):
+    pass
+
+
+class UnitError(Id1Error):
     pass
 
 

@@ -288,8 +288,9 @@ def write_control(root: Path, work: Path, version: str, python: Path) -> None:
     debian = root / "DEBIAN"
     debian.mkdir()
     arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
-    # The venv's interpreter is /usr/bin/python3.X (its binary wheels are built for that X).
-    depends = [python.name] + [d.strip() for d in shlib_depends(root, work).split(",") if d.strip()]
+    # The venv's interpreter is /usr/bin/python3.X (its binary wheels are built for that X);
+    # procps has /bin/kill, which the unit's ExecReload= runs (not in a minimal Debian).
+    depends = [python.name, "procps"] + [d.strip() for d in shlib_depends(root, work).split(",") if d.strip()]
     control = (
         f"Package: {PACKAGE}\n"
         f"Version: {version}\n"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent.deploy.releases import ReleaseLayout, install_units, remove_units
+from agent.deploy.releases import ReleaseLayout
 
 
 @pytest.fixture
@@ -53,18 +53,3 @@ def test_retention_never_removes_the_current_release(layout):
         layout.remove_release("core/auth", "1.0.1")
     layout.remove_release("core/auth", "1.0.0")
     assert layout.kept_versions("core/auth") == ["1.0.1"]
-
-
-def test_units_are_installed_with_placeholders_and_only_rewritten_when_changed(layout, tmp_path):
-    unit = "[Service]\nExecStart=@CURRENT@/bin/auth --state @STATE_DIR@/auth\n"
-    folder = make_release(layout, "core/auth", "1.0.0", unit)
-    unit_dir = tmp_path / "units"
-    current = layout.current_link("core/auth")
-    changed = install_units(folder, unit_dir, current=current, state_dir=layout.state_dir)
-    assert changed == ["id1-core-auth.service"]
-    text = (unit_dir / "id1-core-auth.service").read_text()
-    assert f"ExecStart={current}/bin/auth --state {layout.state_dir}/auth" in text
-    assert install_units(folder, unit_dir, current=current, state_dir=layout.state_dir) == []
-    other = make_release(layout, "core/auth", "1.0.1", unit.replace("auth --state", "auth --verbose --state"))
-    assert install_units(other, unit_dir, current=current, state_dir=layout.state_dir) == ["id1-core-auth.service"]
-    assert remove_units(unit_dir, ["id1-core-auth.service", "gone.service"]) == ["id1-core-auth.service"]

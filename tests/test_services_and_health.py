@@ -86,7 +86,7 @@ def test_units_start_restart_and_stop_as_real_processes(sandbox, tmp_path):
 
 
 def test_a_failing_systemctl_call_is_one_clear_error(sandbox):
-    with pytest.raises(ServiceError, match=r"start nothing-here.service failed \(exit \d+\)"):
+    with pytest.raises(ServiceError, match=r"start -- nothing-here.service failed \(exit \d+\)"):
         sandbox.services.start(["nothing-here.service"])
     with pytest.raises(ServiceError, match="cannot run '/no/such/systemctl': no such command"):
         ServiceController(["/no/such/systemctl"]).daemon_reload()

@@ -12,7 +12,11 @@ are cached by digest, release folders appear whole or not at all), and otherwise
 deployment that keeps re-entering the same step is stopped by a loop guard and undone.
 
 Only capabilities whose version or artifact changes are touched and restarted, in dependency
-order (a capability after those it requires).
+order (a capability after those it requires). A capability owns exactly the units its release
+lists (agent.deploy.units): they are checked at staging, installed, and enabled before the
+restart, so they come back after a reboot; a unit a new version no longer lists, and every unit
+of a removed capability, is stopped, disabled and its file removed at the switch. An undo does
+the same in reverse: units only the failed version had go, the previous version's come back.
 
 ``rollback()`` goes back to a kept revision: checked first (rollback.py), recorded as a
 ``RollbackOperation``, then deployed like any target; the versions it leaves are blocked for
@@ -30,12 +34,13 @@ from pathlib import Path
 from agent.deploy.artifacts import ArtifactCache
 from agent.deploy.extract import extract_archive
 from agent.deploy.health import HealthChecker
-from agent.deploy.releases import ReleaseLayout, install_units, remove_units, unit_files
+from agent.deploy.releases import ReleaseLayout
 from agent.deploy.rollback import RollbackCheck, check_rollback
 from agent.deploy.services import ServiceController
+from agent.deploy.units import UnitFolder, release_unit_files
 from agent.errors import Id1Error
-from agent.files import fsync_folder
 from agent.feed.catalog import Catalog
+from agent.feed.units import unit_file_name
 from agent.planning.manifest import DeployedCapability, Manifest
 from agent.store import BlockSource, Deployment, DeploymentStatus, RollbackOperation, RollbackStatus, Store
 from agent.store.store import utc_now
@@ -96,6 +101,9 @@ class Engine:
     should_stop: Callable[[], bool] = lambda: False
     """True once the agent is asked to stop (SIGTERM): a deployment that has not switched yet
     stops (undone if units were installed); one already switching is finished."""
+
+    def __post_init__(self) -> None:
+        self.units = UnitFolder(self.unit_dir, self.layout.state_dir)
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -189,6 +197,7 @@ class Engine:
         before = self._manifest_of(deployment.from_revision)
         changed, removed = _differences(before, target)
         wanted = target.capabilities()
+        had = before.capabilities() if before else {}
         try:
             deployment = self._step(deployment, CHECKING, "resumed after a restart" if resumed else f"{len(changed)} to change, {len(removed)} to remove",
                                     status=DeploymentStatus.IN_PROGRESS, started_at=deployment.started_at or self.clock())
@@ -197,31 +206,39 @@ class Engine:
             archives = {ref: self.artifacts.fetch(self.resolve_url(wanted[ref].artifact.url), wanted[ref].artifact.sha256, wanted[ref].artifact.size)
                         for ref in changed if not self.layout.release_dir(ref, wanted[ref].version).is_dir()}
             deployment = self._step(deployment, STAGING)
+            unit_texts = {}
             for ref in changed:
                 self._stage(ref, wanted[ref], archives.get(ref))
+                # Refused here, before anything on the host changes: units the release does not
+                # own, and files in the unit folder that are somebody else's.
+                unit_texts[ref] = release_unit_files(self.layout.release_dir(ref, wanted[ref].version), ref, wanted[ref].version, wanted[ref].units)
+                self.units.check_free(ref, unit_texts[ref], owned=_unit_files(had.get(ref)))
         except Id1Error as error:  # nothing running has changed yet
             return self._finish(deployment, DeploymentStatus.FAILED, FAILED, str(error), changed)
         try:
             deployment = self._step(deployment, INSTALLING_UNITS)
-            reload = False
+            written = []
             for ref in changed:
-                reload |= bool(install_units(self.layout.release_dir(ref, wanted[ref].version), self.unit_dir,
-                                             current=self.layout.current_link(ref), state_dir=self.layout.state_dir, sync_folder=False))
-            if reload:
-                fsync_folder(self.unit_dir)
+                written += self.units.install(ref, unit_texts[ref], current=self.layout.current_link(ref), owned=_unit_files(had.get(ref)))
+            if written:
+                self.units.sync()
                 self.services.daemon_reload()
             deployment = self._step(deployment, SWITCHING)
+            retired = False
+            for ref in [*removed, *changed]:
+                if ref in had:
+                    retired |= self._retire_units(ref, had[ref].units, keep=wanted.get(ref), owned=had[ref])
+            if retired:
+                self.services.daemon_reload()
             for ref in removed:
-                units = before.capabilities()[ref].units
-                self.services.stop(units)
                 self.layout.remove_current(ref)
             for ref in changed:
                 self.layout.switch_current(ref, wanted[ref].version)
             deployment = self._step(deployment, RESTARTING)
-            for ref in _dependency_order(changed, wanted):
-                self.services.restart(wanted[ref].units)
+            ordered = _dependency_order(changed, wanted)
+            self._enable_and_restart(ordered, wanted)
             deployment = self._step(deployment, VERIFYING)
-            for ref in _dependency_order(changed, wanted):
+            for ref in ordered:
                 result = self.health.wait_healthy(wanted[ref].units, wanted[ref].health)
                 if not result.healthy:
                     raise Id1Error(f"{ref} {wanted[ref].version} is not healthy: {result.detail}")
@@ -289,19 +306,49 @@ class Engine:
         return self.layout.release_dir(ref, entry.version).is_dir() or self.artifacts.has(entry.artifact.sha256)
 
     def _restore(self, ref: str, previous: DeployedCapability | None, attempted: DeployedCapability | None) -> None:
+        reload = False
+        if attempted is not None:  # units only the failed version has go; shared ones are restarted below
+            reload = self._retire_units(ref, attempted.units, keep=previous, owned=previous)
         if previous is None:  # new in the failed deployment: take it away again
-            if attempted is not None:
-                self.services.stop(attempted.units)
-                remove_units(self.unit_dir, [path.name for path in unit_files(self.layout.release_dir(ref, attempted.version))])
+            if reload:
+                self.services.daemon_reload()
             self.layout.remove_current(ref)
             return
         release = self.layout.release_dir(ref, previous.version)
         if not release.is_dir():
             raise Id1Error(f"cannot roll {ref} back: its release folder {release} is gone")
-        if install_units(release, self.unit_dir, current=self.layout.current_link(ref), state_dir=self.layout.state_dir):
+        # Not strict: a release deployed by an older agent may carry files it does not list.
+        texts = release_unit_files(release, ref, previous.version, previous.units, strict=False)
+        if self.units.install(ref, texts, current=self.layout.current_link(ref), owned=_unit_files(previous)):
+            self.units.sync()
+            reload = True
+        if reload:
             self.services.daemon_reload()
         self.layout.switch_current(ref, previous.version)
-        self.services.restart(previous.units)
+        self._enable_and_restart([ref], {ref: previous})
+
+    def _retire_units(self, ref: str, units: list[str], *, keep: DeployedCapability | None, owned: DeployedCapability | None) -> bool:
+        """Stop, disable and remove the units of ``ref`` that ``keep`` (its version from now on,
+        None when it goes) does not list; True when a unit file was removed (reload systemd)."""
+        kept = set(keep.units) if keep else set()
+        going = [unit for unit in units if unit not in kept]
+        if not going:
+            return False
+        # A unit whose file is gone was retired already (an undo or retry after a crash).
+        loaded = [unit for unit in going if (self.unit_dir / unit_file_name(unit)).is_file()]
+        self.services.stop(loaded)
+        self.services.disable(loaded)
+        files = {unit_file_name(unit) for unit in going} - {unit_file_name(unit) for unit in kept}
+        return bool(self.units.remove(ref, files, owned=_unit_files(owned)))
+
+    def _enable_and_restart(self, ordered: list[str], entries: dict[str, DeployedCapability]) -> None:
+        """Enable (back after a reboot) and restart the capabilities' units, in ``ordered`` order.
+        One enable and one reset-failed for all: each systemctl call costs a process."""
+        units = [unit for ref in ordered for unit in entries[ref].units]
+        self.services.enable(units)
+        self.services.reset_failed(units)
+        for ref in ordered:
+            self.services.restart(entries[ref].units)
 
     def _stage(self, ref: str, entry: DeployedCapability, archive: Path | None) -> None:
         destination = self.layout.release_dir(ref, entry.version)
@@ -339,6 +386,10 @@ def _differences(before: Manifest | None, after: Manifest) -> tuple[list[str], l
                      if ref not in had or (had[ref].version, had[ref].artifact.sha256) != (entry.version, entry.artifact.sha256))
     removed = sorted(ref for ref in had if ref not in wants)
     return changed, removed
+
+
+def _unit_files(entry: DeployedCapability | None) -> set[str]:
+    return {unit_file_name(unit) for unit in entry.units} if entry else set()
 
 
 def _dependency_order(refs: list[str], entries: dict[str, DeployedCapability]) -> list[str]:

@@ -1,13 +1,11 @@
-"""Release folders and unit files on disk (DESIGN.md §6).
+"""Release folders on disk (DESIGN.md §6).
 
     <state_dir>/releases/<suite>/<capability>/<version>/   one unpacked artifact per version
     <state_dir>/releases/<suite>/<capability>/current       symlink → the running version
 
 The ``current`` link is switched atomically (a new link beside it, then ``os.replace``), so a
-crash leaves either the old or the new version current, never none. Units an artifact carries in
-its ``systemd/`` folder are installed into the unit folder with ``@CURRENT@`` (the ``current``
-link) and ``@STATE_DIR@`` replaced; a file is rewritten only when its content changes, and the
-caller reloads systemd only then.
+crash leaves either the old or the new version current, never none. The unit files a release
+carries are agent.deploy.units' business.
 """
 
 from __future__ import annotations
@@ -17,10 +15,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.files import fsync_folder, write_atomically
+from agent.files import fsync_folder
 
 CURRENT = "current"
-UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path", ".target")
 
 
 @dataclass(frozen=True)
@@ -77,44 +74,3 @@ class ReleaseLayout:
             raise ValueError(f"{ref} {version} is current and cannot be removed")
         shutil.rmtree(self.release_dir(ref, version), ignore_errors=True)
 
-
-def unit_files(release_dir: Path) -> list[Path]:
-    folder = release_dir / "systemd"
-    if not folder.is_dir():
-        return []
-    return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix in UNIT_SUFFIXES)
-
-
-def install_units(release_dir: Path, unit_dir: Path, *, current: Path, state_dir: Path, sync_folder: bool = True) -> list[str]:
-    """Install the release's units with their placeholders filled; the names of files changed.
-
-    ``sync_folder=False`` leaves fsyncing ``unit_dir`` to a caller installing several releases.
-    """
-    unit_dir.mkdir(parents=True, exist_ok=True)
-    changed = []
-    for source in unit_files(release_dir):
-        text = source.read_text(encoding="utf-8")
-        text = text.replace("@CURRENT@", str(current)).replace("@STATE_DIR@", str(state_dir))
-        destination = unit_dir / source.name
-        try:
-            if destination.read_text(encoding="utf-8") == text:
-                continue
-        except FileNotFoundError:
-            pass
-        write_atomically(destination, text.encode("utf-8"), sync_folder=False)
-        changed.append(source.name)
-    if changed and sync_folder:
-        fsync_folder(unit_dir)
-    return changed
-
-
-def remove_units(unit_dir: Path, names: list[str]) -> list[str]:
-    removed = []
-    for name in names:
-        path = unit_dir / name
-        if path.exists():
-            path.unlink()
-            removed.append(name)
-    if removed:
-        fsync_folder(unit_dir)
-    return removed

@@ -3,7 +3,7 @@
 The same code drives real systemd on a host and, in tests and the demo,
 ``systemctl3 --root=DIR`` from docker-systemctl-replacement, which runs real unit files as real
 processes. Every call has a timeout; a failure is a ServiceError saying which command failed and
-what it printed.
+what it printed. Unit names always follow ``--``, so no name can be read as an option.
 """
 
 from __future__ import annotations
@@ -39,24 +39,32 @@ class ServiceController:
         self._call("daemon-reload")
 
     def restart(self, units: Sequence[str]) -> None:
-        if units:
-            self._call("restart", *units)
+        self._on_units("restart", units)
 
     def start(self, units: Sequence[str]) -> None:
-        if units:
-            self._call("start", *units)
+        self._on_units("start", units)
 
     def stop(self, units: Sequence[str]) -> None:
-        if units:
-            self._call("stop", *units)
+        self._on_units("stop", units)
 
     def enable(self, units: Sequence[str]) -> None:
-        if units:
-            self._call("enable", *units)
+        """Started at boot (their ``[Install]`` section); does not start them now."""
+        self._on_units("enable", units)
 
     def disable(self, units: Sequence[str]) -> None:
+        self._on_units("disable", units)
+
+    def reset_failed(self, units: Sequence[str]) -> None:
+        """Forget a failed state and its start-rate count, so a restart is not refused as
+        "start request repeated too quickly" (a release whose unit kept crashing is being put
+        back). Best effort: a unit that is not failed, or not loaded, is fine as it is."""
         if units:
-            self._call("disable", *units)
+            self._call("reset-failed", "--", *units, check=False)
+
+    def is_enabled(self, unit: str) -> str:
+        """``enabled``, ``disabled``, ``static``, ``not-found``…"""
+        done = self._call("is-enabled", "--", unit, check=False)
+        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "not-found"
 
     def is_active(self, unit: str) -> bool:
         return self.state(unit) == "active"
@@ -64,8 +72,12 @@ class ServiceController:
     def state(self, unit: str) -> str:
         """``active``, ``inactive``, ``failed``, ``activating``…; is-active exits non-zero for
         anything but active, which is an answer here, not a failure."""
-        done = self._call("is-active", unit, check=False)
+        done = self._call("is-active", "--", unit, check=False)
         return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "unknown"
+
+    def _on_units(self, verb: str, units: Sequence[str]) -> None:
+        if units:
+            self._call(verb, "--", *units)
 
     def _call(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
         argv = [*self.command, *arguments]

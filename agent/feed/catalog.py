@@ -15,6 +15,7 @@ from packaging.version import Version
 from pydantic import ValidationError
 
 from agent.errors import FeedInvalid, Issue
+from agent.feed.units import unit_file_name, unit_name_problem
 from agent.feed.model import (
     Advisory,
     CapabilityRelease,
@@ -112,6 +113,7 @@ def index_feed(feed: Feed) -> tuple[Catalog, list[Issue]]:
         issues.append(Issue("expires_at", f"{feed.expires_at.isoformat()} is not after issued_at"))
 
     capabilities = _index_releases(check, "capabilities", feed.capabilities, lambda r: f"{r.suite}/{r.name}")
+    _check_units(feed.capabilities, issues)
     for index, release in enumerate(feed.capabilities):
         if release.requires is None:
             continue
@@ -170,6 +172,31 @@ def index_feed(feed: Feed) -> tuple[Catalog, list[Issue]]:
         withdrawn=frozenset(withdrawn),
     )
     return catalog, issues
+
+
+def _check_units(releases: list[CapabilityRelease], issues: list[Issue]) -> None:
+    """Every unit is named for its capability (agent.feed.units), listed once per release, and
+    its file is owned by one capability only, across the feed."""
+    owners: dict[str, str] = {}  # unit file → capability
+    checked: set[tuple[str, str]] = set()  # most releases repeat their units: check each pair once
+    for index, release in enumerate(releases):
+        ref = f"{release.suite}/{release.name}"
+        seen: set[str] = set()
+        for position, unit in enumerate(release.units):
+            where = f"capabilities[{index}].units[{position}]"
+            if unit in seen:
+                issues.append(Issue(where, f"{unit} is listed twice"))
+                continue
+            seen.add(unit)
+            if (ref, unit) not in checked:
+                problem = unit_name_problem(ref, unit)
+                if problem:
+                    issues.append(Issue(where, problem))
+                    continue
+                checked.add((ref, unit))
+            owner = owners.setdefault(unit_file_name(unit), ref)
+            if owner != ref:
+                issues.append(Issue(where, f"{unit_file_name(unit)} is already a unit of {owner}"))
 
 
 def _index_releases(check: _Checker, section: str, releases: list, name_of) -> dict[str, dict[Version, Any]]:

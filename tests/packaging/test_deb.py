@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from agent import __version__
+from tests.hosts.deb import built_deb
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "id1-agent"
@@ -62,9 +63,7 @@ def deb() -> Path:
     present = [str(path) for path in TRACES if os.path.lexists(path)]
     if present:
         refuse(f"this machine already has {', '.join(present)}; this test would overwrite or purge it")
-    sh("make", "--no-print-directory", "-f", "packaging/deb.mk", "deb", cwd=REPO)
-    (built,) = (REPO / "dist").glob(f"{PACKAGE}_{__version__}_*.deb")
-    return built
+    return built_deb()  # make deb, shared with the systemd host tests (tests/hosts/deb.py)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ needs to understand the host (from the fake agent's realistic state)."""
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 from textual import events
@@ -93,7 +92,10 @@ async def test_history_lists_revisions_newest_first_with_the_cursor_on_the_newes
         assert "core/auth   1.0.1 -> 1.0.0" in text
 
 
-async def test_scrolling_a_long_history_fetches_only_where_the_cursor_rests_and_never_resizes_the_list(fakes):
+async def test_scrolling_a_long_history_fetches_only_where_the_cursor_rests_and_never_resizes_the_list(fakes, monkeypatch):
+    # The 41 key presses are queued at once; a rest of 2 s between two of them (which would
+    # fetch on the way) cannot happen by load alone, as a 0.1 s one could on a busy machine.
+    monkeypatch.setattr("tui.screens.history.DETAIL_DELAY_S", 2.0)
     fake = fake_with_history(300)
     fakes.append(fake)
     app = DashboardApp(fake, refresh_s=0, live=False, coalesce_s=0.02)
@@ -104,7 +106,6 @@ async def test_scrolling_a_long_history_fetches_only_where_the_cursor_rests_and_
         fetched_before = [call for call in fake.calls if call[0] == "revision"]
         for _ in range(41):  # a held key: faster than the pane waits for the cursor to rest
             app._driver.send_message(events.Key("down", None))
-            await asyncio.sleep(0.02)
         await settle(pilot)
         fetched = [call[1] for call in fake.calls if call[0] == "revision"][len(fetched_before):]
         assert fetched == [(259,)]  # only the revision the cursor rested on
