@@ -56,7 +56,9 @@ class AgentClient:
     @classmethod
     def connect(cls, socket: str | os.PathLike | None = None, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> AgentClient:
         path = socket_path(socket)
-        http = httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://id1-agent", timeout=timeout)
+        # No TLS on a Unix socket: without verify=False the transport would still load a CA bundle,
+        # and fail with a traceback when $SSL_CERT_FILE names a file that is not there.
+        http = httpx.Client(transport=httpx.HTTPTransport(uds=str(path), verify=False), base_url="http://id1-agent", timeout=timeout)
         return cls(http, path)
 
     def close(self) -> None:

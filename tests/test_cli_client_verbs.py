@@ -37,6 +37,13 @@ def test_the_socket_comes_from_the_environment_and_its_absence_is_one_line(tmp_p
     assert str(tmp_path / "flag.sock") in capsys.readouterr().err
 
 
+def test_a_ca_bundle_setting_that_names_no_file_does_not_matter_on_the_socket(tmp_path, monkeypatch, capsys):
+    """Seen on a host without ca-certificates, with SSL_CERT_FILE inherited: a traceback, not an answer."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-bundle.crt"))
+    assert main(["status", "--socket", str(tmp_path / "agent.sock")]) == 69
+    assert capsys.readouterr().err.startswith("id1: the agent is not running")
+
+
 @pytest.mark.parametrize("answer, approved", [("y\n", True), ("yes\n", True), ("Y\n", True), (" YES \n", True),
                                               ("\n", False), ("n\n", False), ("yess\n", False), ("", False), ("y", True)])
 def test_only_y_or_yes_is_a_yes(answer, approved, monkeypatch):

@@ -47,10 +47,13 @@ OTHERS = {
     "make test": (".ci/run", "make test"),
     "make bench": ("Makefile", "bench:"),
     "make deb": ("tests/packaging/test_deb.py", "deb"),
-    "systemctl reload id1-agent": ("tests/daemon/test_daemon_cli.py", "SIGHUP"),  # ExecReload sends SIGHUP
-    "systemctl reload": ("tests/daemon/test_daemon_cli.py", "SIGHUP"),
+    "systemctl reload id1-agent": ("tests/systemd/test_agent_on_systemd.py", '"reload", AGENT'),  # on a real systemd host
+    "systemctl reload": ("tests/systemd/test_agent_on_systemd.py", '"reload", AGENT'),
     "systemctl status id1-agent": ("tests/packaging/test_deb.py", "systemd-analyze"),  # the unit is verified there
-    "journalctl -u id1-agent": ("tests/packaging/test_deb.py", "systemd-analyze"),
+    "systemctl is-system-running --wait": ("tests/hosts/machine.py", '"is-system-running", "--wait"'),  # a test host's boot
+    "systemctl poweroff": ("tests/hosts/machine.py", '"systemctl", "poweroff"'),  # a test host's reboot
+    "systemctl edit UNIT": ("tests/test_units.py", "override.conf"),  # an admin's drop-in outlives deployments
+    "journalctl -u id1-agent": ("tests/hosts/agent.py", '"journalctl", "-u"'),
     "usermod -aG id1-approver alice": ("tests/daemon/test_roles_cli.py", "useradd"),  # group membership grants the role
     "curl --unix-socket /run/id1/agent.sock http://id1/status": ("tests/test_docs_api.py", "curl"),
     "minisign -G": ("tests/test_minisign_interop.py", '"-G"'),

@@ -229,12 +229,16 @@ def test_a_removed_capability_has_its_units_stopped_disabled_and_removed(host):
     web, api = Service("core/web", port=free_port()), Service("core/api", port=free_port())
     assert host.engine().deploy(manifest(host, [web.release("1.0.0"), api.release("1.0.0")]), feed_serial=1).revision == 1
     assert enabled(host, "id1-core-api.service")
+    drop_in = host.unit_dir / "id1-core-api.service.d" / "override.conf"  # what `systemctl edit` writes
+    drop_in.parent.mkdir()
+    drop_in.write_text("[Service]\nEnvironment=LOG_LEVEL=debug\n")
     result = host.engine().deploy(manifest(host, [web.release("1.0.0")]), feed_serial=2)
     assert result.status == DeploymentStatus.SUCCEEDED, result.error
     assert not host.services.is_active("id1-core-api.service")
     assert not (host.unit_dir / "id1-core-api.service").exists()
     assert not list(host.unit_dir.glob("*.wants/id1-core-api.service"))
     assert host.services.is_active(WEB)
+    assert drop_in.read_text() == "[Service]\nEnvironment=LOG_LEVEL=debug\n"  # the admin's, left alone
 
 
 def test_an_artifact_carrying_a_unit_of_the_host_changes_nothing(host):
@@ -258,3 +262,13 @@ def test_a_unit_file_of_the_admins_with_a_capability_unit_name_is_not_replaced(h
     assert result.status == DeploymentStatus.FAILED
     assert f"{theirs} exists and was not installed by id1-agent for core/web" in result.error
     assert theirs.read_text() == "[Service]\nExecStart=/bin/sleep 1\n"
+
+
+def test_units_of_the_running_revision_found_disabled_are_enabled_at_start(host):
+    """An agent from before units were enabled left them disabled: they would not come back after a reboot."""
+    web = Service("core/web", port=free_port())
+    assert host.engine().deploy(manifest(host, [web.release("1.0.0", extra_units=(WORKER,))]), feed_serial=1).revision == 1
+    host.services.disable([WEB, WORKER])
+    assert host.engine().enable_running_units() == [WEB, WORKER]
+    assert enabled(host, WEB) and enabled(host, WORKER)
+    assert host.engine().enable_running_units() == []

@@ -272,6 +272,14 @@ class AgentService:
                                  f"redeploy with `id1 rollback --to` an earlier revision, or restore the matching state backup")
             self._decided(AGENT, "drift", what, "found at start: the release links differ from the running revision")
         try:
+            enabled = self.engine.enable_running_units()
+        except Id1Error as error:
+            self.warnings.append(f"the running revision's units could not be enabled (they may not start after a reboot): {error}")
+        else:
+            if enabled:
+                self._decided(AGENT, "units-enabled", ", ".join(enabled),
+                              "found disabled at start: the running revision's units start at boot")
+        try:
             self.catalog = self.feed.last_accepted(self.clock()) if self.feed is not None else None
         except FeedRejected as error:
             self.warnings.append(f"the kept feed is not usable: {error}")

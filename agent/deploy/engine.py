@@ -152,6 +152,18 @@ class Engine:
                 found[ref] = (on_disk, entry.version)
         return found
 
+    def enable_running_units(self) -> list[str]:
+        """Enable the running revision's units found ``disabled`` (deployed by an agent from before
+        units were enabled, or disabled by hand): without it they stay down after a reboot. A
+        masked unit is the admin's explicit choice and is left alone. The units enabled now."""
+        latest = self.store.revisions.latest()
+        if latest is None:
+            return []
+        units = [unit for entry in Manifest.model_validate(latest.manifest).capabilities().values() for unit in entry.units]
+        disabled = [unit for unit in units if self.services.is_enabled(unit) == "disabled"]
+        self.services.enable(disabled)
+        return disabled
+
     def check_rollback(self, to_revision: int, *, catalog: Catalog | None, enforce_severity: str = "critical") -> RollbackCheck:
         """What rolling back to ``to_revision`` would change and what stands in its way (no side effects)."""
         self.store.revisions.require(to_revision)

@@ -95,7 +95,8 @@ def test_the_unit_keeps_its_promises():
     assert settings["ExecCondition"] == ["/usr/libexec/id1/feed-configured /etc/id1/agent.toml"]
     assert settings["Restart"] == ["on-failure"] and settings["KillMode"] == ["mixed"]
     assert settings["StateDirectory"] == ["id1"] and settings["RuntimeDirectory"] == ["id1"]
-    assert settings["RuntimeDirectoryMode"] == ["0755"] and settings["ConfigurationDirectory"] == ["id1"]
+    assert settings["RuntimeDirectoryMode"] == ["0755"]
+    assert "ConfigurationDirectory" not in settings  # it would make /etc/id1 writable to health commands
     assert settings["ProtectSystem"] == ["strict"]
     assert set(settings["ReadWritePaths"][0].split()) >= {"/etc/systemd/system", "/var/lib/id1"}
     assert settings["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]

@@ -106,6 +106,7 @@ def test_the_package_holds_what_it_should(deb):
     assert conffiles == ["/etc/id1/agent.toml", "/etc/profile.d/id1.sh"]
     control = sh("dpkg-deb", "--field", deb, "Depends").stdout
     assert re.match(r"python3\.\d+\b", control), control
+    assert "procps" in control  # /bin/kill, which the unit's ExecReload= runs
 
 
 def test_installs_and_answers(installed):
