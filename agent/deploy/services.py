@@ -57,7 +57,9 @@ class ServiceController:
     def reset_failed(self, units: Sequence[str]) -> None:
         """Forget a failed state and its start-rate count, so a restart is not refused as
         "start request repeated too quickly" (a release whose unit kept crashing is being put
-        back). Best effort: a unit that is not failed, or not loaded, is fine as it is."""
+        back). systemd also forgets them on a daemon-reload, which ``enable`` usually causes;
+        this does not rely on that. Best effort: a unit that is not failed, or not loaded, is
+        fine as it is."""
         if units:
             self._call("reset-failed", "--", *units, check=False)
 

@@ -5,9 +5,9 @@
     vendor.publish({"1.0.0": [web.release("1.0.0")]})            # platform → its capability releases
     vendor.publish({"1.0.0": [...], "1.1.0": [web.release("1.1.0", broken=True)]})
 
-A release's artifact holds ``serve.py`` (answers ``GET /`` with its version, or exits 1 at once
-when broken: its unit's ``Restart=on-failure`` then retries until systemd gives up) and one unit
-file per listed unit. Extra units, files the release does not list (hostile artifacts) and a slow
+A release's artifact holds ``serve.py`` and ``release.json`` (``serve.py`` answers ``GET /`` with
+the version, or exits 1 at once when broken: its unit's ``Restart=on-failure`` then retries until
+systemd gives up) and one unit file per listed unit. Extra units, files the release does not list (hostile artifacts) and a slow
 start are asked for by name. Feed times are relative to now, so the feeds never expire under a
 running test.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import tarfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -26,14 +27,16 @@ from tests.builders import FeedBuilder, iso
 from tests.feedserver import FeedServer
 
 SERVE = """\
-import http.server, sys, time
-port, version, delay, broken = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4] == "broken"
-if broken:
+import http.server, json, os, sys, time
+port = int(sys.argv[1])
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "release.json")) as file:
+    release = json.load(file)
+if release["broken"]:
     sys.exit("this release is broken on purpose")
-time.sleep(delay)
+time.sleep(release["start_delay_s"])
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(version.encode())
+        self.send_response(200); self.end_headers(); self.wfile.write(release["version"].encode())
     def log_message(self, *args): pass
 http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
@@ -75,10 +78,14 @@ class Service:
                 extra_units: tuple[str, ...] = (), unlisted: dict[str, str] | None = None) -> Release:
         """``extra_units`` are more units of the capability (each a long sleep); ``unlisted`` are
         files under ``systemd/`` that the release does not list in ``units``."""
-        exec_start = f"/usr/bin/python3 @CURRENT@/serve.py {self.port} {version} {start_delay_s:g} {'broken' if broken else 'fine'}"
-        files = {"serve.py": SERVE, f"systemd/{self.unit}": service_unit(f"ID-1 {self.ref} {version}", exec_start)}
+        # The unit files are the same in every version (what changes is in the release folder), as
+        # a vendor's usually are: then putting an old version back needs no daemon-reload, which
+        # would have hidden a unit's start limit from the test.
+        files = {"serve.py": SERVE,
+                 "release.json": json.dumps({"version": version, "start_delay_s": start_delay_s, "broken": broken}),
+                 f"systemd/{self.unit}": service_unit(f"ID-1 {self.ref}", f"/usr/bin/python3 @CURRENT@/serve.py {self.port}")}
         for unit in extra_units:
-            files[f"systemd/{unit}"] = idle_unit(f"ID-1 {self.ref} {version}: {unit}")
+            files[f"systemd/{unit}"] = idle_unit(f"ID-1 {self.ref}: {unit}")
         for name, text in (unlisted or {}).items():
             files[f"systemd/{name}"] = text
         timeout = health_timeout_s if health_timeout_s is not None else (5 if broken else 60)

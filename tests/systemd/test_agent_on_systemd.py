@@ -95,28 +95,38 @@ def test_install_and_update_enable_new_units_and_retire_dropped_ones(story):
     assert not list(host.path("/etc/systemd/system").glob(f"*.wants/{CLEANUP}"))
 
 
-def test_a_broken_release_is_rolled_back_by_itself_and_its_new_unit_removed(story):
+def test_a_broken_release_is_rolled_back_by_itself_through_systemds_failed_state(story):
     host, vendor, web = story
-    good = [web.release("1.1.0", extra_units=(WORKER,))]
-    vendor.publish({"1.1.0": good, "1.2.0": [web.release("1.2.0", broken=True, extra_units=(WORKER, EXTRA))]})
+    good = web.release("1.1.0", extra_units=(WORKER,))
+    # Same units, same unit files: only the release folder differs, so nothing makes systemd
+    # reload, and its start limit (hit by the crashing version) still stands when the old one
+    # must start again.
+    vendor.publish({"1.1.0": [good], "1.2.0": [web.release("1.2.0", broken=True, extra_units=(WORKER,))]})
     said = host.id1("check", check=False)
     status = host.wait_idle()
     assert status["revision"] == 2, said.stdout + said.stderr
     assert answer(web.port) == "1.1.0"
-    # The unit kept crashing under systemd's Restart= until the health deadline; putting the old
-    # version back had to clear its failed state first.
     assert host.unit_state(WEB) == "active" and host.enablement(WEB) == "enabled"
-    # Under systemd the broken version crashed until its start limit was hit; the old version
-    # could only be started again once that failed state was cleared.
+    assert host.unit_state(WORKER) == "active"
     units_log = host.run("journalctl", "-u", WEB, "-o", "cat", "--no-pager").stdout
     gave_up = units_log.rindex("Start request repeated too quickly")
-    assert "Started id1-core-web.service - ID-1 core/web 1.1.0" in units_log[gave_up:], units_log[-3000:]
-    assert host.unit_state(WORKER) == "active"
-    assert host.unit_state(EXTRA) == "inactive" and not host.path(f"/etc/systemd/system/{EXTRA}").exists()
-    assert not list(host.path("/etc/systemd/system").glob(f"*.wants/{EXTRA}"))
+    assert "Started id1-core-web.service" in units_log[gave_up:], units_log[-3000:]
     assert "core/web@1.2.0: deployment dep-3 failed" in host.id1("updates").stdout
     journal = host.journal()
     assert "automatic-rollback: " in journal and "core/web 1.2.0 is not healthy: unit id1-core-web.service is failed" in journal, journal[-3000:]
+
+
+def test_units_only_a_failed_release_had_are_gone_after_its_rollback(story):
+    host, vendor, web = story
+    vendor.publish({"1.1.0": [web.release("1.1.0", extra_units=(WORKER,))],
+                    "1.3.0": [web.release("1.3.0", broken=True, extra_units=(EXTRA,))]})
+    host.id1("check", check=False)
+    assert host.wait_idle()["revision"] == 2
+    assert answer(web.port) == "1.1.0"
+    assert host.unit_state(EXTRA) == "inactive" and not host.path(f"/etc/systemd/system/{EXTRA}").exists()
+    assert not list(host.path("/etc/systemd/system").glob(f"*.wants/{EXTRA}"))
+    # The worker, which 1.3.0 dropped, is back and enabled.
+    assert host.unit_state(WORKER) == "active" and host.enablement(WORKER) == "enabled"
 
 
 def test_a_reboot_brings_the_platform_and_the_agent_back_on_the_same_revision(story):
