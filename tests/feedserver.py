@@ -9,7 +9,9 @@ It answers like a static web server (nginx): GET and HEAD of files under ``root`
 of mtime and size, Last-Modified, 304 for a matching ``If-None-Match`` (or, without one, an
 ``If-Modified-Since`` not older than the file). Every request is recorded in ``requests``.
 One-shot misbehaviours are queued per path and used up in order: a status code, a connection
-closed without an answer, a body cut short, an endless body, or a stall until the server stops.
+closed without an answer, a body cut short, an endless body, a body trickled a few bytes at a
+time, or a stall until the server stops. ``date`` freezes the clock the Date header is read from
+(a response sent within the second its file was published, for Last-Modified's one-second grain).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,7 +48,9 @@ class FeedServer:
         self.last_modified = last_modified
         self.requests: list[SeenRequest] = []
         self.redirects: dict[str, str] = {}
-        self._pending: dict[str, deque[tuple[str, int]]] = {}
+        self.date: float | None = None
+        """When set, every answer's Date header says this time instead of the real one."""
+        self._pending: dict[str, deque[tuple[str, object]]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._mtime = _FIRST_MTIME
@@ -83,14 +88,20 @@ class FeedServer:
 
     # ── content ──────────────────────────────────────────────────────────────────────────────
 
-    def publish(self, name: str, data: bytes) -> Path:
-        """Write a file to serve, with a new mtime (so new validators), as an upload would."""
+    def publish(self, name: str, data: bytes, *, mtime: int | None = None) -> Path:
+        """Write a file to serve, with a new mtime (so new validators), as an upload would.
+
+        ``mtime`` sets the upload's time instead, e.g. the same second as the previous upload.
+        """
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         with self._lock:
-            self._mtime += 1
-            mtime = self._mtime
+            if mtime is None:
+                self._mtime += 1
+                mtime = self._mtime
+            else:
+                self._mtime = max(self._mtime, mtime)
         os.utime(path, (mtime, mtime))
         return path
 
@@ -114,6 +125,12 @@ class FeedServer:
         """Answer 200 and stream 64 MiB or until the client hangs up (optionally claiming a length)."""
         self._queue(path, "endless", -1 if declare_length is None else declare_length, times)
 
+    def trickle(self, path: str, *, every_s: float, chunk: int = 1, for_s: float = 10.0, times: int = 1) -> None:
+        """Answer 200 with the file's Content-Length and validators, then send ``chunk`` bytes of
+        it every ``every_s`` seconds; after ``for_s`` seconds hang up (so that a client without a
+        rate floor fails a test instead of hanging it for the whole file)."""
+        self._queue(path, "trickle", (every_s, chunk, for_s), times)
+
     def stall(self, path: str, times: int = 1) -> None:
         """Accept the request and answer nothing until the server stops (a client timeout)."""
         self._queue(path, "stall", 0, times)
@@ -133,11 +150,11 @@ class FeedServer:
 
     # ── internals ────────────────────────────────────────────────────────────────────────────
 
-    def _queue(self, path: str, action: str, argument: int, times: int) -> None:
+    def _queue(self, path: str, action: str, argument: object, times: int) -> None:
         with self._lock:
             self._pending.setdefault(_normal(path), deque()).extend([(action, argument)] * times)
 
-    def _record(self, method: str, path: str, headers: dict[str, str], peer: tuple[str, int] = ("", 0)) -> tuple[str, int] | None:
+    def _record(self, method: str, path: str, headers: dict[str, str], peer: tuple[str, int] = ("", 0)) -> tuple[str, object] | None:
         with self._lock:
             self.requests.append(SeenRequest(method, path, headers, peer))
             pending = self._pending.get(path)
@@ -162,10 +179,13 @@ def _handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:
             pass  # the test reads server.requests, not stderr
 
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return super().date_time_string(timestamp if timestamp is not None else server.date)
+
         def _answer(self, send_body: bool) -> None:
             path = urlsplit(self.path).path
             action = server._record(self.command, path, {k.lower(): v for k, v in self.headers.items()}, self.client_address[:2])
-            if action is not None:
+            if action is not None and action[0] != "trickle":
                 self._misbehave(*action)
                 return
             if path in server.redirects:
@@ -182,6 +202,9 @@ def _handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 validators["ETag"] = f'"{mtime:x}-{len(data):x}"'
             if server.last_modified:
                 validators["Last-Modified"] = email.utils.formatdate(mtime, usegmt=True)
+            if action is not None:
+                self._trickle(data, validators, *action[1])
+                return
             if self._not_modified(validators, mtime):
                 self.send_response(304)
                 for name, value in validators.items():
@@ -210,6 +233,24 @@ def _handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 return mtime <= email.utils.parsedate_to_datetime(since).timestamp()
             except (TypeError, ValueError):
                 return False
+
+        def _trickle(self, data: bytes, validators: dict[str, str], every_s: float, chunk: int, for_s: float) -> None:
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in validators.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.flush()
+            give_up = time.monotonic() + for_s
+            try:
+                for start in range(0, len(data), chunk):
+                    if server._stopping.wait(every_s) or time.monotonic() > give_up:
+                        break
+                    self.wfile.write(data[start : start + chunk])
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on us: what a rate floor is for
 
         def _send_status(self, status: int, headers: dict[str, str] | None = None) -> None:
             body = f"{status}\n".encode()

@@ -36,6 +36,7 @@ from agent.errors import (
 from agent.feed.client import FeedCheck, FeedClient
 from agent.feed.signature import SecretKey, sign
 from agent.feed.verify import read_feed_files, verify_feed
+from agent.transfer import TransferFloor
 from tests.builders import NOW, FeedBuilder, simple_feed
 from tests.feedserver import FeedServer
 
@@ -65,9 +66,9 @@ def _with_expiry(expires_at) -> FeedBuilder:
     return builder
 
 
-def publish(server: FeedServer, data: bytes, signature: bytes | None = None) -> bytes:
-    server.publish("feed.json", data)
-    server.publish("feed.json.minisig", signature if signature is not None else signed(data))
+def publish(server: FeedServer, data: bytes, signature: bytes | None = None, *, mtime: int | None = None) -> bytes:
+    server.publish("feed.json", data, mtime=mtime)
+    server.publish("feed.json.minisig", signature if signature is not None else signed(data), mtime=mtime)
     return data
 
 
@@ -203,6 +204,31 @@ def test_last_modified_alone_also_makes_an_unchanged_feed_a_304(tmp_path, make_c
         assert plain.seen("/feed.json")[-1].headers.get("if-none-match") is None
 
 
+def test_a_feed_republished_within_the_second_of_the_last_poll_is_fetched_not_answered_304(tmp_path, make_client):
+    """Last-Modified has a one-second grain: answered in the very second the feed was published,
+    it cannot tell that upload from a second one in the same second (a weak validator, RFC 9110
+    §8.8.2.2). If-Modified-Since would then get a 304 for a feed the host never saw."""
+    second = 1_795_000_100
+    with FeedServer(tmp_path / "plain", etags=False) as plain:
+        publish(plain, feed_bytes(1), mtime=second)
+        plain.date = second  # Date == Last-Modified: the poll was answered within that second
+        client = make_client(url=plain.url_for("feed.json"))
+        assert client.check(NOW).serial == 1
+        publish(plain, feed_bytes(2), mtime=second)  # republished within the same second
+
+        result = client.check(NOW)
+
+        assert (result.serial, result.changed, result.not_modified) == (2, True, False)
+        assert "if-modified-since" not in plain.seen("/feed.json")[-1].headers
+
+        # Once an answer comes a second or more after Last-Modified, the validator is strong
+        # and polls are conditional again.
+        plain.date = second + 1
+        assert not client.check(NOW).not_modified
+        assert client.check(NOW).not_modified
+        assert plain.seen("/feed.json")[-1].headers["if-modified-since"]
+
+
 def test_a_newer_serial_is_accepted_and_replaces_the_stored_feed(server, accepted_serial_1, feed_dir):
     data = publish(server, feed_bytes(2))
 
@@ -274,6 +300,44 @@ def test_a_lower_serial_is_refused_as_a_replay_and_nothing_changes(server, make_
     assert client.last_accepted(NOW).serial == 42
     with pytest.raises(FeedReplayed):
         make_client().check(NOW)  # a restarted agent remembers serial 42 from disk
+
+
+def test_a_lost_feed_folder_does_not_reopen_the_door_to_an_older_serial(server, make_client, feed_dir):
+    """The caller passes the highest serial its own store has seen (the daemon: the feed state
+    and the revisions' feed serials), so losing ``feed_dir`` does not lose the rollback floor."""
+    publish(server, feed_bytes(5))
+    assert make_client().check(NOW).serial == 5
+    shutil.rmtree(feed_dir)
+    publish(server, feed_bytes(4))  # validly signed and unexpired, but older
+    client = make_client(min_serial=5)
+
+    with pytest.raises(FeedReplayed, match=r"serial 4 is lower than serial 5, which the agent's state records") as caught:
+        client.check(NOW)
+
+    assert "\n" not in str(caught.value)
+    assert client.last_accepted(NOW) is None and not (feed_dir / "current").exists()
+
+
+def test_the_store_floor_lets_the_same_serial_and_newer_ones_in(server, make_client, feed_dir):
+    publish(server, feed_bytes(5))
+    assert make_client(min_serial=5).check(NOW).serial == 5  # the store knows no digest to compare
+    publish(server, feed_bytes(6))
+    assert make_client(feed_dir.parent / "other", min_serial=5).check(NOW).serial == 6
+
+
+def test_a_stored_feed_below_the_store_floor_is_not_used(server, accepted_serial_1, make_client):
+    """An old copy of the feed folder put back (a restored backup) is not the feed in force."""
+    restarted = make_client(min_serial=3)
+
+    with pytest.raises(FeedReplayed, match="serial 1 is lower than serial 3"):
+        restarted.last_accepted(NOW)
+
+    publish(server, feed_bytes(2))
+    with pytest.raises(FeedReplayed, match="serial 2 is lower than serial 3"):
+        restarted.check(NOW)
+    publish(server, feed_bytes(3))
+    assert restarted.check(NOW).changed
+    assert restarted.last_accepted(NOW).serial == 3
 
 
 def test_the_same_serial_with_other_bytes_is_refused(server, accepted_serial_1, feed_dir):
@@ -496,6 +560,43 @@ def test_not_found_and_forbidden_fail_at_once(server, accepted_serial_1, sleeps,
     assert server.hits("/feed.json") == before + 1
     assert sleeps == []
     assert accepted_serial_1.last_accepted(NOW).serial == 1
+
+
+# ── slow mirrors ─────────────────────────────────────────────────────────────────────────────
+
+
+def test_a_feed_trickled_below_the_rate_floor_is_abandoned_with_one_clear_line(server, make_client, feed_dir, sleeps):
+    """A byte now and then keeps every read inside its timeout: only a rate floor frees the
+    agent's single worker (and what waits behind it) from a mirror on a dying link."""
+    publish(server, feed_bytes(1))
+    client = make_client(floor=TransferFloor(min_rate=1024, window_s=1.0))
+    client.check(NOW)
+    kept = disk(feed_dir)
+    publish(server, feed_bytes(2))
+    server.trickle("/feed.json", every_s=0.5)  # 2 bytes a second against a floor of 1 KiB/s
+    before = server.hits("/feed.json")
+
+    with pytest.raises(FeedUnavailable) as caught:
+        client.check(NOW)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert server.url_for("feed.json") in message
+    assert re.search(r"\b\d+ B/s over the last \d+\.\d s, below the floor of 1\.0 KiB/s", message), message
+    assert "(serial 1) stays in force" in message
+    assert server.hits("/feed.json") == before + 1 and sleeps == [], "a slow mirror is not retried"
+    assert disk(feed_dir) == kept and client.last_accepted(NOW).serial == 1
+
+
+def test_a_slow_feed_above_the_rate_floor_is_accepted(server, make_client):
+    data = publish(server, feed_bytes(2, notes="x" * 20_000))
+    # About 20 KiB/s over several windows; to fall under the floor the server would have to stall
+    # for eight seconds.
+    server.trickle("/feed.json", every_s=0.1, chunk=2048)
+    client = make_client(floor=TransferFloor(min_rate=256, window_s=0.5))
+
+    assert client.check(NOW).serial == 2
+    assert len(data) > 10 * 2048, "the transfer spans more than one window"
 
 
 # ── on disk: restarts, tampering, expiry, crashes ─────────────────────────────────────────────

@@ -7,10 +7,14 @@ A file named by its digest is only ever put in place by ``os.replace`` after its
 matched and its bytes were fsynced, so a cache hit needs no second look at the bytes. A download
 in progress lives in ``<sha256>.partial``: it is hashed and written in the same pass, never grows
 beyond the size the signed feed declares (a hostile mirror cannot fill the disk), and is resumed
-with an HTTP ``Range`` request after a dropped connection or a restarted agent.
+with an HTTP ``Range`` request after a dropped connection or a restarted agent. A body arriving
+slower than the transfer floor (``agent.transfer.TransferPace``: a rate over a window, and a deadline
+from the signed size) is abandoned at once, not retried, so that a mirror on a dying link cannot
+hold the agent's worker for days; its partial is kept for the next fetch to resume.
 
 Failures, each one line (``agent.errors``):
-    ArtifactUnavailable   the network or the server failed, after retries; the partial is kept
+    ArtifactUnavailable   the network or the server failed, after retries, or was too slow;
+                          the partial is kept
     ArtifactMismatch      more bytes than declared, fewer, or another digest; the partial is removed
     DiskFull              too little free space before starting, or ENOSPC while writing
     ArtifactError         anything else: a bad digest argument, an unwritable cache folder
@@ -35,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from agent.tls import shared_ssl_context
+from agent.transfer import TransferFloor, TransferPace
 from agent.deploy import fsync_folder
 from agent.errors import ArtifactError, ArtifactMismatch, ArtifactUnavailable, DiskFull
 
@@ -69,6 +74,7 @@ class ArtifactCache:
         retries: int = 3,
         backoff_s: float = 0.5,
         min_free_bytes: int = 64 * 1024**2,
+        floor: TransferFloor = TransferFloor(),
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.cache_dir = Path(cache_dir)
@@ -77,6 +83,7 @@ class ArtifactCache:
         self.retries = retries
         self.backoff_s = backoff_s
         self.min_free_bytes = min_free_bytes
+        self.floor = floor
         self._sleep = sleep
         self._jitter = random.Random()
 
@@ -139,11 +146,13 @@ class ArtifactCache:
         if scheme not in ("http", "https", "file"):
             raise ArtifactError(f"{url}: unsupported URL scheme {scheme!r} (http, https or file only)")
         final = self.cache_dir / digest
-        if _cached_size(final) == size:
+        # A cached file is hashed again before use: it may be months old (a rollback), and a
+        # disk or a hand can change bytes without changing the size.
+        if _cached_size(final) == size and _file_sha256(final) == digest:
             return final
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            final.unlink(missing_ok=True)  # a wrong-sized entry was never ours to trust
+            final.unlink(missing_ok=True)  # a wrong-sized or changed entry was never ours to trust
         except OSError as error:
             raise ArtifactError(f"cannot prepare the artifact cache {self.cache_dir}: {error.strerror}") from error
 
@@ -216,13 +225,19 @@ class ArtifactCache:
             with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
                 announced = _accept_response(url, size, offset, response, partial)
                 left = size - partial.length
-                write = partial.write
+                pace = TransferPace(self.floor, size=left, expected=left)
+                write, too_slow = partial.write, pace.too_slow
                 for chunk in response.iter_raw():
                     left -= len(chunk)
                     if left < 0:
                         partial.discard()
                         raise ArtifactMismatch(_too_large(url, size))
                     write(chunk)
+                    if (slow := too_slow(len(chunk))) is not None:
+                        raise ArtifactUnavailable(
+                            f"cannot download {url}: too slow: {slow} ([download] in the agent config); abandoned "
+                            f"after {partial.length} of {size} bytes, kept for the next attempt to resume"
+                        )
         except httpx.TimeoutException as error:
             raise _Transient(f"timed out after {partial.length} of {size} bytes ({type(error).__name__})") from error
         except httpx.ConnectError as error:
@@ -460,6 +475,17 @@ def _checked_digest(sha256: str) -> str:
     if not _SHA256_HEX.fullmatch(digest):
         raise ArtifactError(f"not a sha256 digest (64 hex digits): {sha256!r}")
     return digest
+
+
+def _file_sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _cached_size(path: Path) -> int | None:

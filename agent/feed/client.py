@@ -4,12 +4,21 @@
 
 1. a conditional GET of the feed URL with the ETag and Last-Modified of the last accepted feed.
    An unchanged feed costs one request answered 304 and no parsing: the catalog accepted earlier
-   is kept in memory (after a restart it is read from ``feed_dir`` once);
-2. otherwise the body is streamed and cut off past ``max_bytes`` (FeedTooLarge), and
-   ``<url>.minisig`` is fetched (capped at ``SIGNATURE_MAX_BYTES``);
+   is kept in memory (after a restart it is read from ``feed_dir`` once). A Last-Modified is
+   only kept when the answer's Date is at least a second later: within its second another upload
+   can follow with the same Last-Modified (a weak validator, RFC 9110 §8.8.2.2), and
+   If-Modified-Since would get a 304 for a feed never seen; without an ETag the next poll is
+   then a full GET;
+2. otherwise the body is streamed and cut off past ``max_bytes`` (FeedTooLarge), or abandoned
+   when it arrives slower than the transfer floor (FeedUnavailable, ``agent.transfer.TransferPace``;
+   not retried: a retry would hold the worker as long again), and ``<url>.minisig`` is fetched
+   (capped at ``SIGNATURE_MAX_BYTES``, the same floor);
 3. ``verify_feed`` checks signature, format and expiry, then the serial rules: a lower serial
    than the accepted one is a rollback (FeedReplayed); the same serial must carry the same bytes
-   (FeedReplayed otherwise; identical bytes are "accepted, unchanged");
+   (FeedReplayed otherwise; identical bytes are "accepted, unchanged"). A lower serial than
+   ``min_serial`` is refused too: the caller's own record of the highest serial it has used
+   (the daemon's state store), so that losing ``feed_dir`` does not reopen the door to an older
+   feed. The store keeps no digest, so that serial itself is let in again;
 4. the accepted feed is stored durably in ``feed_dir`` and only then replaces the one in memory.
 
 Whatever goes wrong, the last accepted feed stays in force, in memory and on disk.
@@ -40,10 +49,11 @@ the same bytes but new validators, only ``feed.meta.json`` is replaced in place 
 fsync, rename): either version of it describes the same feed.
 
 Loading never trusts the disk: the stored feed is verified against the trusted keys again and
-its sha256 recomputed; a stored feed that fails (edited on disk, or signed by a key no longer
-trusted) is refused and reported by ``last_accepted`` and never used. Its ``feed.meta.json``
-still holds the serial, so a refused copy does not reopen the door to a rolled-back feed: the
-next fetched feed must not be older than it, and replaces it.
+its sha256 recomputed; a stored feed that fails (edited on disk, signed by a key no longer
+trusted, or older than ``min_serial``: an old copy put back) is refused and reported by
+``last_accepted`` and never used. Its ``feed.meta.json`` still holds the serial, so a refused
+copy does not reopen the door to a rolled-back feed: the next fetched feed must not be older
+than it, and replaces it.
 
 Expiry: ``verify_feed`` refuses an expired feed at fetch time. A feed accepted earlier that has
 since expired is still the reference for the serial rules, but ``last_accepted(now)`` (and a
@@ -53,6 +63,7 @@ newer fixes, and the caller decides what to do about it.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import os
@@ -70,6 +81,7 @@ from typing import Any
 import httpx
 
 from agent.tls import shared_ssl_context
+from agent.transfer import TransferFloor, TransferPace
 from agent.errors import (
     FeedExpired,
     FeedRejected,
@@ -158,9 +170,13 @@ class FeedClient:
         retries: int = 3,
         backoff_s: float = 1.0,
         timeout_s: float = 30.0,
+        floor: TransferFloor = TransferFloor(),
+        min_serial: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
     ):
+        """``floor``: the slowest transfer waited for; ``min_serial``: the highest serial the
+        caller knows was accepted before (its own record, independent of ``feed_dir``)."""
         if retries < 1:
             raise ValueError("retries counts attempts: at least 1")
         try:
@@ -179,6 +195,8 @@ class FeedClient:
         self._retries = retries
         self._backoff_s = backoff_s
         self._timeout = httpx.Timeout(timeout_s)
+        self._floor = floor
+        self._min_serial = min_serial
         self._sleep = sleep
         self._rng = rng
         # One poll at a time; readers never wait for a poll (its retries can take minutes): they
@@ -269,6 +287,8 @@ class FeedClient:
     # ── rules ────────────────────────────────────────────────────────────────────────────────
 
     def _enforce_serial_rules(self, serial: int, sha256: str) -> None:
+        if self._min_serial is not None and serial < self._min_serial:
+            raise FeedReplayed(f"{self.url}: {self._below_floor(serial)}; {self._in_force()}")
         reference = self._reference()
         if reference is None:
             return
@@ -283,6 +303,12 @@ class FeedClient:
                 f"(sha256 {sha256[:12]}…, accepted {reference.sha256[:12]}…): a changed feed needs a "
                 f"new serial, so this is refusing a replayed or altered feed; {self._in_force()}"
             )
+
+    def _below_floor(self, serial: int) -> str:
+        return (
+            f"feed serial {serial} is lower than serial {self._min_serial}, which the agent's state records "
+            f"as used before (even if {self.feed_dir} no longer holds it): refusing a replayed or rolled-back feed"
+        )
 
     def _reference(self) -> _Reference | None:
         if self._accepted is not None:
@@ -359,8 +385,8 @@ class FeedClient:
                 ) as response:
                     status = response.status_code
                     if status == 200:
-                        body = _read_capped(response, cap, too_large)
-                        return _Download(body, response.headers.get("etag"), response.headers.get("last-modified"))
+                        body = self._read_body(response, url, what, cap, too_large)
+                        return _Download(body, response.headers.get("etag"), _strong_last_modified(response.headers))
                     if status == 304 and conditional:
                         _drain(response)  # read to its end, the connection serves the next poll
                         raise _NotModified
@@ -385,6 +411,28 @@ class FeedClient:
         attempts = f"{self._retries} attempt{'s' if self._retries != 1 else ''}"
         raise FeedUnavailable(f"cannot fetch the {what} {url}: {failure} (after {attempts}); {self._in_force()}")
 
+    def _read_body(
+        self, response: httpx.Response, url: str, what: str, cap: int, too_large: Callable[[int | None], FeedRejected]
+    ) -> bytes:
+        """The body, never holding more than ``cap`` bytes plus the chunk that crossed it, nor
+        waiting on a server slower than the transfer floor."""
+        declared = response.headers.get("content-length", "")
+        announced = int(declared) if declared.isdigit() and "content-encoding" not in response.headers else None
+        if announced is not None and announced > cap:
+            raise too_large(None)
+        pace = TransferPace(self._floor, size=cap, expected=announced)
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > cap:
+                raise too_large(len(body))
+            if (slow := pace.too_slow(len(chunk))) is not None:
+                raise FeedUnavailable(
+                    f"cannot fetch the {what} {url}: too slow: {slow} ([download] in the agent config); "
+                    f"abandoned after {len(body)} bytes; {self._in_force()}"
+                )
+        return bytes(body)
+
     # ── disk ─────────────────────────────────────────────────────────────────────────────────
 
     def _load_once(self) -> None:
@@ -405,6 +453,8 @@ class FeedClient:
         try:
             data, signature_text = read_feed_files(folder / FEED_NAME, self._max_bytes)
             catalog = self._verify_stored(folder / FEED_NAME, data, signature_text)
+            if self._min_serial is not None and catalog.serial < self._min_serial:
+                raise FeedReplayed(f"stored feed {folder / FEED_NAME} is not used: {self._below_floor(catalog.serial)}")
         except (FeedRejected, FeedUnavailable) as problem:
             self._stored_problem = problem
             if isinstance(meta.get("serial"), int) and isinstance(meta.get("sha256"), str):
@@ -514,17 +564,18 @@ class FeedClient:
 # ── helpers ──────────────────────────────────────────────────────────────────────────────────
 
 
-def _read_capped(response: httpx.Response, cap: int, too_large: Callable[[int | None], FeedRejected]) -> bytes:
-    """The body, never holding more than ``cap`` bytes plus the chunk that crossed it."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and "content-encoding" not in response.headers and int(declared) > cap:
-        raise too_large(None)
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > cap:
-            raise too_large(len(body))
-    return bytes(body)
+def _strong_last_modified(headers: httpx.Headers) -> str | None:
+    """Last-Modified when it can validate a later request: at least a second older than the
+    answer's Date (RFC 9110 §8.8.2.2). Otherwise the file may change again within that second
+    and keep the same Last-Modified, so If-Modified-Since would be answered 304 for it."""
+    value = headers.get("last-modified")
+    if value is None:
+        return None
+    try:
+        age = email.utils.parsedate_to_datetime(headers.get("date", "")) - email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # missing or malformed dates, or one with a zone and one without
+        return None
+    return value if age.total_seconds() >= 1 else None
 
 
 def _describe(error: httpx.HTTPError, timeout: httpx.Timeout) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,7 +72,18 @@ class Oversize:
     announce: bool = True
 
 
-Misbehaviour = Status | Redirect | DropAfter | IgnoreRange | Oversize
+@dataclass(frozen=True)
+class Trickle:
+    """Announce the whole answer, then send ``chunk`` bytes every ``every_s`` seconds (a mirror
+    on a dying link); after ``for_s`` seconds close the connection, so that a client without a
+    rate floor fails a test instead of hanging it."""
+
+    every_s: float
+    chunk: int = 1
+    for_s: float = 10.0
+
+
+Misbehaviour = Status | Redirect | DropAfter | IgnoreRange | Oversize | Trickle
 
 
 class ArtifactServer:
@@ -82,6 +94,7 @@ class ArtifactServer:
         self.on_request: Callable[[SeenRequest], None] | None = None
         self._queued: dict[str, deque[Misbehaviour]] = {}
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._thread: threading.Thread | None = None
 
@@ -119,6 +132,7 @@ class ArtifactServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -204,6 +218,9 @@ def _handler_for(server: ArtifactServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if isinstance(action, DropAfter):
                 count = min(count, action.count)
+            if isinstance(action, Trickle):
+                self.trickle(file, start, count, action)
+                return
             with open(file, "rb") as body:
                 self.connection.sendfile(body, start, count)
             if extra:
@@ -211,6 +228,16 @@ def _handler_for(server: ArtifactServer) -> type[BaseHTTPRequestHandler]:
             if isinstance(action, DropAfter):
                 self.close_connection = True
                 self.connection.shutdown(2)  # SHUT_RDWR: the client sees the body end early
+
+        def trickle(self, file: Path, start: int, count: int, action: Trickle) -> None:
+            self.close_connection = True
+            give_up = time.monotonic() + action.for_s
+            with open(file, "rb") as body:
+                body.seek(start)
+                while count > 0 and not server._stopping.wait(action.every_s) and time.monotonic() < give_up:
+                    data = body.read(min(action.chunk, count))
+                    self.wfile.write(data)
+                    count -= len(data)
 
     return Handler
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -20,7 +21,8 @@ import pytest
 from agent.deploy import artifacts
 from agent.deploy.artifacts import ArtifactCache
 from agent.errors import ArtifactError, ArtifactMismatch, ArtifactUnavailable, DiskFull
-from tests.deploy.loopback import DropAfter, IgnoreRange, Oversize, Redirect, SeenRequest, Status
+from agent.transfer import TransferFloor
+from tests.deploy.loopback import DropAfter, IgnoreRange, Oversize, Redirect, SeenRequest, Status, Trickle
 
 DATA = os.urandom(300_000)
 OTHER = os.urandom(50_000)
@@ -284,6 +286,41 @@ def test_connection_refused(new_cache, sleeps):
     assert "Connection refused" in message and message.endswith("gave up after 3 attempts")
     assert len(sleeps) == 2
     assert listing(cache.cache_dir) == []
+
+
+def test_an_artifact_trickled_below_the_rate_floor_is_abandoned_and_resumed_later(server, new_cache, sleeps):
+    """Every read ends inside its timeout, so only a rate floor stops a mirror that sends a little
+    now and then from holding the agent's single worker for days."""
+    server.publish("a.tar.gz", DATA)
+    server.misbehave("a.tar.gz", Trickle(every_s=0.5, chunk=100))  # 200 B/s against a floor of 1 KiB/s
+    cache = new_cache(floor=TransferFloor(min_rate=1024, window_s=1.0))
+    digest, url = sha256(DATA), server.url("a.tar.gz")
+
+    with pytest.raises(ArtifactUnavailable) as failure:
+        cache.fetch(url, digest, len(DATA))
+
+    message = str(failure.value)
+    assert "\n" not in message and message.startswith(f"cannot download {url}: too slow: ")
+    assert re.search(r"\b\d+ B/s over the last \d+\.\d s, below the floor of 1\.0 KiB/s", message), message
+    assert len(server.requests) == 1 and sleeps == [], "a slow mirror is abandoned, not retried"
+    kept = partial_path(cache, digest).stat().st_size
+    assert 0 < kept < len(DATA) and listing(cache.cache_dir) == [f"{digest}.partial"], "nothing in place under the digest"
+    assert f"{kept} of {len(DATA)} bytes" in message
+
+    # The mirror recovers (or the next poll finds another): the download resumes where it stopped.
+    assert cache.fetch(url, digest, len(DATA)).read_bytes() == DATA
+    assert server.requests[-1].headers["Range"] == f"bytes={kept}-"
+    assert listing(cache.cache_dir) == [digest]
+
+
+def test_a_slow_artifact_above_the_rate_floor_is_fetched(server, new_cache, sleeps):
+    server.publish("b.tar.gz", OTHER)
+    # About 80 KiB/s over several windows; it would have to stall for eight seconds to fall under.
+    server.misbehave("b.tar.gz", Trickle(every_s=0.1, chunk=8192))
+    cache = new_cache(floor=TransferFloor(min_rate=1024, window_s=0.5))
+
+    assert cache.fetch(server.url("b.tar.gz"), sha256(OTHER), len(OTHER)).read_bytes() == OTHER
+    assert len(server.requests) == 1 and sleeps == []
 
 
 def test_a_server_that_never_answers_times_out(new_cache, sleeps):
