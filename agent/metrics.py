@@ -8,12 +8,18 @@ with HELP and TYPE, names prefixed ``id1_``, label values escaped. A value the a
 have yet (no check has succeeded, no deployment has run) is left out rather than written as 0,
 so a dashboard shows "no data" instead of 1970 and ``absent()`` can alert on it.
 
+The counters (``id1_deployments_total``, ``id1_rollbacks_total``) must never go down, or
+``rate()`` and ``increase()`` read a reset: the daemon takes them from the store's running totals
+(``store.totals``, raised in the same write as what they count) with ``with_totals``, never from
+the records the store still keeps, which move to ``history/`` and can be restored to older ones.
+
 ``write_textfile`` replaces the file atomically: node-exporter never reads half a file, and the
 temporary file (``.<name>.<random>.tmp``) does not end in ``.prom``, so the collector skips it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +27,10 @@ from pathlib import Path
 
 from agent.errors import Id1Error
 from agent.files import write_atomically
+from agent.store.models import DeploymentStatus
 
-DEPLOYMENT_STATUSES = ("succeeded", "failed", "rolled_back")
+DEPLOYMENT_STATUSES = tuple(status.value for status in DeploymentStatus if status.finished)
+"""Every outcome a deployment can finish with: a label value each, so no finished one is left out."""
 ROLLBACK_TRIGGERS = ("automatic", "manual")
 DURATION_QUANTILES = (0.5, 0.9, 0.99)
 
@@ -85,6 +93,19 @@ class MetricsSnapshot:
                 problems.append(f"{name} must be unix seconds, not {moment}")
         if problems:
             raise ValueError("invalid metrics snapshot: " + "; ".join(problems))
+
+    def with_totals(self, deployments: Mapping[str, int], rollbacks: Mapping[str, int]) -> MetricsSnapshot:
+        """This snapshot with its counters from the store's running totals (``store.totals.get()``:
+        finished deployments by status, rollbacks by trigger). A deployment that was rolled back
+        is an automatic rollback too, and so is one whose undo failed."""
+        return dataclasses.replace(
+            self,
+            deployments_total={status: deployments.get(status, 0) for status in DEPLOYMENT_STATUSES},
+            rollbacks_total={
+                "automatic": rollbacks.get("automatic", 0) + deployments.get("rolled_back", 0) + deployments.get("undo_failed", 0),
+                "manual": rollbacks.get("manual", 0),
+            },
+        )
 
 
 def render_metrics(snapshot: MetricsSnapshot) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import Id1Error
-from agent.metrics import AgentInfo, MetricsFileError, MetricsSnapshot, render_metrics, write_textfile
+from agent.store import DeploymentStatus, RollbackStatus
+from agent.metrics import DEPLOYMENT_STATUSES, AgentInfo, MetricsFileError, MetricsSnapshot, render_metrics, write_textfile
 
 ODD_VALUES = ['say "hi"', "back\\slash", "two\nlines", "ünïcødé ✓", "\udcff lone surrogate", "", "{a=\"b\"},"]
 
@@ -61,6 +62,7 @@ def test_every_metric_is_rendered_with_its_labels_and_value():
         'id1_deployments_total{status="succeeded"}': "6",
         'id1_deployments_total{status="failed"}': "1",
         'id1_deployments_total{status="rolled_back"}': "1",
+        **{f'id1_deployments_total{{status="{status}"}}': "0" for status in DEPLOYMENT_STATUSES[3:]},
         "id1_deployment_success_ratio": "0.75",
         'id1_deployment_duration_seconds{quantile="0.5"}': "12.5",
         'id1_deployment_duration_seconds{quantile="0.9"}': "40.0",
@@ -118,6 +120,26 @@ def test_a_fresh_agent_leaves_out_what_it_does_not_know_instead_of_writing_zero(
     assert values['id1_deployments_total{status="failed"}'] == "0"  # counters exist from the start
     assert values['id1_rollbacks_total{trigger="manual"}'] == "0"
     assert promtool_check(text).returncode == 0
+
+
+def test_every_finished_deployment_status_has_a_counter():
+    finished = {status.value for status in DeploymentStatus if status.finished}
+
+    assert DEPLOYMENT_STATUSES[:3] == ("succeeded", "failed", "rolled_back") and set(DEPLOYMENT_STATUSES) == finished
+    values = samples(render_metrics(snapshot(deployments_total={})))
+    assert {name for name in values if name.startswith("id1_deployments_total")} == {
+        f'id1_deployments_total{{status="{status}"}}' for status in finished}
+
+
+def test_counters_come_from_the_stores_totals_and_a_rolled_back_deployment_is_an_automatic_rollback():
+    counted = snapshot().with_totals({"succeeded": 9, "rolled_back": 2}, {"automatic": 1, "manual": 4})
+
+    assert counted.deployments_total == {status: {"succeeded": 9, "rolled_back": 2}.get(status, 0)
+                                         for status in DEPLOYMENT_STATUSES}
+    assert counted.rollbacks_total == {"automatic": 3, "manual": 4}
+    assert counted.pending_approvals == snapshot().pending_approvals, "the rest is left as it was"
+    with pytest.raises(ValueError, match="deployments_total"):
+        snapshot().with_totals({"succeeded": -1}, {})
 
 
 def test_the_success_ratio_counts_rolled_back_deployments_as_failures():
@@ -235,3 +257,63 @@ def test_an_unwritable_folder_is_one_clear_error(tmp_path: Path):
     assert isinstance(raised.value, Id1Error)
     assert str(missing) in str(raised.value) and "folder exists" in str(raised.value)
     assert not os.path.exists(missing.parent)
+
+
+# ── the daemon's counters ───────────────────────────────────────────────────────────────────
+
+
+def record_deployments(store, clock, statuses) -> None:
+    """Finished deployments, in one batch (one write: a thousand of them in well under a second)."""
+    with store.batch():
+        for status in statuses:
+            deployment = store.deployments.create("host-01", {"platform": "1.0.0", "suites": {}})
+            store.deployments.save(deployment.record_step("done", clock(), status=status, completed_at=clock()))
+
+
+def record_rollbacks(store, actors) -> None:
+    revision = store.revisions.latest() or store.revisions.add({"platform": "1.0.0", "suites": {}}, 1, None)
+    for actor in actors:
+        operation = store.rollbacks.add(instance_id="host-01", from_version=None, to_version="1.0.0", from_revision=None,
+                                        to_revision=revision.number, reason="test", actor=actor)
+        store.rollbacks.save(operation.model_copy(update={"status": RollbackStatus.SUCCEEDED}))
+
+
+def counter_samples(path: Path) -> dict[str, float]:
+    return {name: float(value) for name, value in samples(path.read_text()).items()
+            if name.startswith(("id1_deployments_total", "id1_rollbacks_total"))}
+
+
+def test_the_daemons_counters_never_go_down_when_old_records_are_archived(tmp_path: Path):
+    from datetime import datetime, timedelta, timezone
+
+    from agent.config import AgentConfig
+    from agent.daemon.service import AgentService
+
+    ticks = iter(range(10**6))
+    clock = lambda: datetime(2026, 11, 20, tzinfo=timezone.utc) + timedelta(seconds=next(ticks))  # noqa: E731
+    textfile = tmp_path / "id1.prom"
+    config = AgentConfig(instance_id="host-01", state_dir=str(tmp_path / "state"), metrics={"textfile": str(textfile)})
+    service = AgentService(config, "host-01", clock=clock)
+    try:
+        # The oldest deployment was rolled back; a thousand later ones succeeded; people rolled back twice.
+        record_deployments(service.store, clock, [DeploymentStatus.ROLLED_BACK] + [DeploymentStatus.SUCCEEDED] * 999)
+        record_rollbacks(service.store, ["alice", "bob"])
+        service.write_metrics()
+        before = counter_samples(textfile)
+        archived = (tmp_path / "state" / "history" / "deployments.jsonl").read_text().splitlines()
+        assert len(archived) == 900, "state.json keeps the newest 100 finished deployments, history/ the rest"
+
+        record_deployments(service.store, clock, [DeploymentStatus.SUCCEEDED])  # and one more moves to history/
+        service.write_metrics()
+        after = counter_samples(textfile)
+    finally:
+        service.close()
+
+    assert before['id1_deployments_total{status="rolled_back"}'] == 1 and before['id1_rollbacks_total{trigger="automatic"}'] == 1
+    dropped = {name: (before[name], after.get(name)) for name in before if after.get(name, -1) < before[name]}
+    assert not dropped, f"counters went down: {dropped}"
+    assert after['id1_deployments_total{status="succeeded"}'] == 1000
+    assert after['id1_deployments_total{status="rolled_back"}'] == 1
+    assert after['id1_rollbacks_total{trigger="automatic"}'] == 1 and after['id1_rollbacks_total{trigger="manual"}'] == 2
+    result = promtool_check(textfile.read_text())
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr

@@ -27,14 +27,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     run.add_argument("--config", type=Path, default=Path("/etc/id1/agent.toml"), metavar="FILE", help="agent config (default /etc/id1/agent.toml)")
     run.set_defaults(run=run_once)
     backups = agent_verbs.add_parser("backups", help="list the state backups, newest first",
-                                     description="List the snapshots of the agent's state taken every retention.backup_interval.")
+                                     description="List the snapshots of the agent's state taken every retention.backup_interval: "
+                                     "state-<UTC>.json.gz, and plain state-<UTC>.json from older agents.")
     backups.add_argument("--config", type=Path, default=Path("/etc/id1/agent.toml"), metavar="FILE")
     backups.set_defaults(run=list_backups)
     restore = agent_verbs.add_parser(
         "restore", help="put a state backup back (the agent must be stopped)",
         description="Replace the agent's state with a backup, with the agent stopped "
         "(systemctl stop id1-agent). The current state file is kept beside it as state.json.before-restore-<time>.")
-    restore.add_argument("backup", type=Path, metavar="BACKUP", help="a file listed by `id1 agent backups`")
+    restore.add_argument("backup", type=Path, metavar="BACKUP", help="a file listed by `id1 agent backups` (gzipped or not)")
     restore.add_argument("--config", type=Path, default=Path("/etc/id1/agent.toml"), metavar="FILE")
     restore.set_defaults(run=restore_backup)
 

@@ -5,7 +5,8 @@ On disk, under ``state_dir`` (default ``/var/lib/id1``)::
     agent.lock                  flock'd by the running agent; holds its pid (lock.py)
     state.json                  TinyDB tables, rewritten atomically on every change (records.py):
                                 meta, active/finished deployments, revisions, rollbacks,
-                                blocked versions, feed state, pins, policies, approvals —
+                                blocked versions, feed state, pins, policies, approvals,
+                                totals (counts that never go down, totals.py) —
                                 small and bounded, see below
     state.json.corrupt-<UTC>    a damaged state file, moved aside at open and reported (state_file.py)
     state.json.before-restore-<UTC>  the state a restore replaced (backups.py)
@@ -16,7 +17,8 @@ On disk, under ``state_dir`` (default ``/var/lib/id1``)::
     history/rollbacks.jsonl     finished rollbacks beyond the last 100,
     history/approvals.jsonl     finished approvals beyond the last 100 (with their changes),
     history/revisions.jsonl     and revisions removed by pruning (archive.py)
-    backups/state-<UTC>.json    the backup job's snapshots of state.json (backups.py), and
+    backups/state-<UTC>.json.gz the backup job's snapshots of state.json, gzipped (backups.py;
+                                older agents wrote them as plain state-<UTC>.json), and
     backups/manifests/          the manifest files they refer to, linked so GC cannot take them;
                                 also a copy of state.json before a schema upgrade
 
@@ -42,6 +44,7 @@ Public API: ``Store`` (``store.py``), the models (``models.py``; pins and polici
 
 from agent.store.backups import BackupInfo, RestoreSummary
 from agent.store.errors import InvalidTransition, InvalidValue, RecordNotFound
+from agent.store.records import Totals
 from agent.store.models import (
     Approval,
     ApprovalStatus,
@@ -82,4 +85,5 @@ __all__ = [
     "Store",
     "StoreEvent",
     "StoreLimits",
+    "Totals",
 ]

@@ -1,33 +1,40 @@
 """Backups of the state and restoring one (seed-architecture.md §12: every 5 minutes, kept 30 days).
 
-    backups/state-<UTC>.json              what state.json held on disk when the backup was taken
+    backups/state-<UTC>.json.gz           what state.json held on disk when the backup was taken,
+                                          gzipped (older agents wrote plain ``state-<UTC>.json``:
+                                          both are listed and restored)
     backups/manifests/<sha256>.json       every manifest file a snapshot refers to, once, shared
                                           by all snapshots (a hard link to manifests/, else a copy)
     backups/state-schema-<n>-<UTC>.json   the file as it was before a schema upgrade (state_file.py)
 
 A snapshot is the bytes of the last complete write of ``state.json``, taken under the store's
 lock, so it is never half a write nor part of a batch. A snapshot equal to the newest one is not
-written again: an idle host does not pile up copies. Retention and garbage collection remove
-manifest files from ``manifests/``; the backup's own link keeps each one a snapshot needs, so
-any kept snapshot can be restored. Hard links cost no space (manifest files are never changed
-in place, so sharing the inode is safe); across file systems the file is copied once.
+written again: an idle host does not pile up copies. Snapshots are gzipped (state.json is JSON
+with the same keys over and over: it shrinks to a small fraction), written atomically like every
+store file. Retention and garbage collection remove manifest files from ``manifests/``; the
+backup's own link keeps each one a snapshot needs, so any kept snapshot can be restored. Hard
+links cost no space (manifest files are never changed in place, so sharing the inode is safe);
+across file systems the file is copied once.
 
 Restoring (``restore``, with the agent stopped) checks the snapshot is a state file this agent
 can read, puts the manifests it needs back into ``manifests/``, keeps the current
 ``state.json`` as ``state.json.before-restore-<UTC>`` and puts the snapshot in its place
 atomically. Id counters are raised past every id the replaced state (or ``history/``) already
 handed out, so a record made after the backup was taken and lost with the restore never has its
-id given to another; the restore is recorded in the store's events.
+id given to another; the running totals (``totals.py``) are kept at least as high as the replaced
+state's, so the metrics' counters do not go down; the restore is recorded in the store's events.
 """
 
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import json
 import os
 import re
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,6 +56,9 @@ from agent.store.records import (
     REVISIONS,
     ROLLBACK_PREFIX,
     SINGLETON_ID,
+    TOTALS,
+    Totals,
+    count_records,
     number_of,
     referenced_manifests,
 )
@@ -57,9 +67,11 @@ from agent.store.schema import Migration, State, check_state, migrate, parse_sta
 from agent.store.state_file import BACKUPS_NAME, STATE_NAME
 from agent.store.storage import encode_json
 
-SNAPSHOT = re.compile(r"^state-(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<seq>[1-9]\d*))?\.json$")
+SNAPSHOT = re.compile(r"^state-(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<seq>[1-9]\d*))?\.json(?:\.gz)?$")
 _MANIFEST_NAME = re.compile(r"^[0-9a-f]{64}\.json$")
 _STAMP = "%Y%m%dT%H%M%SZ"
+_GZIP_MAGIC = b"\x1f\x8b"
+COMPRESS_LEVEL = 6
 
 # (archive, counter, prefix of the ids in it; None: the ``number`` field)
 _ARCHIVED_IDS = (
@@ -75,7 +87,7 @@ class BackupInfo:
     path: Path
     taken_at: datetime
     size: int
-    """Bytes of the snapshot (its manifest files are shared, not counted)."""
+    """Bytes of the snapshot's file, compressed or not (its manifest files are shared, not counted)."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +159,8 @@ class Backups:
             if newest is None:
                 return False
             try:
-                self._newest = (hashlib.sha256(newest.path.read_bytes()).hexdigest(), newest.path)
-            except OSError:
+                self._newest = (hashlib.sha256(read_snapshot(newest.path)).hexdigest(), newest.path)
+            except (OSError, StoreError):
                 return False
         return self._newest[0] == digest
 
@@ -167,12 +179,22 @@ class Backups:
             fsync_folder(self.manifests)
 
     def write(self, data: bytes, digest: str, now: datetime) -> Path:
+        """``data`` (state.json's bytes, sha256 ``digest``) as a new gzipped snapshot."""
         make_folder(self.folder)
-        stamp = now.strftime(_STAMP)
-        path = _free_name(self.folder / f"state-{stamp}.json", lambda attempt: f"state-{stamp}-{attempt}.json")
-        write_atomically(path, data)
+        path = self._free_snapshot_name(now.strftime(_STAMP))
+        # mtime=0: the same state always gives the same bytes.
+        write_atomically(path, gzip.compress(data, compresslevel=COMPRESS_LEVEL, mtime=0))
         self._newest = (digest, path)
         return path
+
+    def _free_snapshot_name(self, stamp: str) -> Path:
+        """``state-<stamp>.json.gz``, or ``-2``, ``-3``… if a snapshot of that second exists, gzipped or not."""
+        attempt = 1
+        while True:
+            stem = f"state-{stamp}" if attempt == 1 else f"state-{stamp}-{attempt}"
+            if not (self.folder / f"{stem}.json").exists() and not (self.folder / f"{stem}.json.gz").exists():
+                return self.folder / f"{stem}.json.gz"
+            attempt += 1
 
     def prune(self, cutoff: datetime) -> list[Path]:
         """Remove snapshots taken before ``cutoff`` (never the newest), then manifests none of the rest needs."""
@@ -202,27 +224,46 @@ class Backups:
             cached = self._references.get(snapshot)
             if cached is not None and cached[0] == key:
                 return cached[1]
-            data = snapshot.read_bytes()
         except FileNotFoundError:
             return frozenset()
         except OSError as error:
             raise store_error("read", snapshot, error, intact=True) from error
         try:
-            state = json.loads(data)
-        except ValueError:
+            state = json.loads(read_snapshot(snapshot))
+        except FileNotFoundError:
+            return frozenset()
+        except OSError as error:
+            raise store_error("read", snapshot, error, intact=True) from error
+        except (StoreCorrupt, ValueError):
             state = None  # a damaged snapshot cannot be restored: it needs nothing
         hashes = frozenset(referenced_manifests(state)) if isinstance(state, dict) else frozenset()
         self._references[snapshot] = (key, hashes)
         return hashes
 
 
+def read_snapshot(path: Path) -> bytes:
+    """The state a snapshot holds: its bytes, gunzipped if they are gzip (whatever the file's name).
+
+    OSError if it cannot be read; StoreCorrupt if it is gzip but damaged (truncated, bad CRC).
+    """
+    data = path.read_bytes()
+    if not data.startswith(_GZIP_MAGIC):
+        return data  # written by an agent from before snapshots were compressed
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise StoreCorrupt(f"damaged gzip: {error}") from None
+
+
 def restore(state_dir: Path, backup: Path, now: datetime, migrations: Mapping[int, Migration]) -> RestoreSummary:
     """Put ``backup`` in place of ``state_dir/state.json``; the caller holds the agent lock."""
     unchanged = "nothing was changed"
     try:
-        data = backup.read_bytes()
+        data = read_snapshot(backup)
     except OSError as error:
         raise store_error("read", backup, error, intact=False) from error
+    except StoreCorrupt as problem:
+        raise StoreError(f"{backup} is not a state backup ({problem}); {unchanged}") from None
     try:
         state, found = parse_state(data, backup)
     except StoreCorrupt as problem:
@@ -233,7 +274,7 @@ def restore(state_dir: Path, backup: Path, now: datetime, migrations: Mapping[in
             f"{backup} was written by a newer id1 agent (state schema {found}; this agent knows up to {current}): "
             f"restore it with that agent's version or pick an older backup; {unchanged}"
         )
-    checked = migrate(copy.deepcopy(state), found, migrations, backup)
+    checked = migrate(copy.deepcopy(state), found, migrations, backup, Archive(state_dir / HISTORY_FOLDER))
     try:
         check_state(checked)
     except StoreCorrupt as problem:
@@ -241,6 +282,7 @@ def restore(state_dir: Path, backup: Path, now: datetime, migrations: Mapping[in
 
     restored = _restore_manifests(state_dir, backup, referenced_manifests(checked))
     _raise_counters(state, _counters_in_use(state_dir))
+    _raise_totals(state, _totals_in_use(state_dir, state))
     path = state_dir / STATE_NAME
     aside = _keep_aside(path, now)
     detail = f"restored from {backup}" + (f"; the previous {STATE_NAME} is kept as {aside}" if aside else "")
@@ -319,6 +361,40 @@ def _raise_counters(state: State, floor: dict[str, int]) -> None:
     for counter, value in floor.items():
         if value > meta.get(counter, 1):
             meta[counter] = value
+
+
+def _totals_in_use(state_dir: Path, restoring: State) -> Totals:
+    """The lowest totals the restored state may have: the replaced state's, and at least what
+    ``history/`` and the snapshot's own records count (all there is when state.json is gone)."""
+    archive = Archive(state_dir / HISTORY_FOLDER)
+    floor = count_records(
+        [*archive.read("deployments"), *_documents(restoring, "finished_deployments")],
+        [*archive.read("rollbacks"), *_documents(restoring, "rollbacks")],
+    )
+    try:
+        current, _ = parse_state((state_dir / STATE_NAME).read_bytes(), state_dir / STATE_NAME)
+        kept = current.get(TOTALS, {}).get(str(SINGLETON_ID))
+        if isinstance(kept, dict):
+            floor = floor.at_least(Totals.model_validate(kept))
+    except (OSError, StoreCorrupt, ValueError):  # missing, damaged, or totals this agent cannot read
+        pass
+    return floor
+
+
+def _documents(state: State, table: str) -> list[Any]:
+    documents = state.get(table)
+    return list(documents.values()) if isinstance(documents, dict) else []
+
+
+def _raise_totals(state: State, floor: Totals) -> None:
+    """Only a snapshot with the totals table (schema 3 on) has totals to raise; an older one gets
+    them from its records and ``history/`` when the agent upgrades it."""
+    table = state.get(TOTALS)
+    if not isinstance(table, dict):
+        return
+    kept = table.get(str(SINGLETON_ID))
+    totals = floor if kept is None else Totals.model_validate(kept).at_least(floor)
+    table[str(SINGLETON_ID)] = totals.model_dump(mode="json")
 
 
 def _keep_aside(path: Path, now: datetime) -> Path | None:

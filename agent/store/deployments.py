@@ -1,7 +1,8 @@
 """Deployments: created when the deployer starts one, saved at every step, kept for history.
 
 At most one deployment is unfinished at a time (``active()``): it is what a restarted agent
-resumes or undoes. Saving a finished one moves it to the finished table; past
+resumes or undoes. Saving a finished one moves it to the finished table (and counts it in the
+store's totals, ``totals.py``); past
 ``StoreLimits.finished_deployments`` the oldest finished ones move to ``history/deployments.jsonl``
 (still found by ``get`` and ``recent``, with their manifest while its file is kept).
 """
@@ -95,8 +96,9 @@ class DeploymentRepository:
             assert number is not None
             with session.transaction():
                 if saved.finished:
-                    if in_active:
+                    if in_active:  # it finishes now (saving a finished one again counts nothing)
                         session.remove(ACTIVE_DEPLOYMENTS, [number])
+                        session.count("deployments", saved.status.value)
                     session.put(FINISHED_DEPLOYMENTS, number, record)
                     self._archive_oldest_finished()
                 else:

@@ -1,7 +1,9 @@
 """Durable file writes: a file is either its old content or its complete new content, on disk.
 
 ``write_atomically`` writes a temp file in the same folder, fsyncs it, ``os.replace``s it over the
-target and fsyncs the folder (without the last step a power cut can lose the rename). ``append_durably``
+target and fsyncs the folder (without the last step a power cut can lose the rename). If only that
+last step fails, the file already holds the new content: the error says so, and a caller that keeps
+the content in memory too (``storage.py``) does the folder's fsync itself and retries it. ``append_durably``
 appends whole lines and fsyncs. OSErrors become ``StoreError``s that name the file and say what to
 do; the temp file is removed on any failure, and a crash that leaves one behind is harmless:
 ``remove_stale_temp_files`` clears them when the store is next opened.
@@ -45,7 +47,14 @@ def write_atomically(path: Path, data: bytes, *, sync_folder: bool = True) -> No
             raise store_error("write", path, error, intact=True) from error
         raise
     if sync_folder:
-        fsync_folder(path.parent)
+        try:
+            files.fsync_folder(path.parent)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise StoreError(
+                f"{path} was replaced with its new content, but syncing {path.parent} failed ({reason}): "
+                "a power cut may still undo the change"
+            ) from error
 
 
 def append_durably(path: Path, lines: list[bytes]) -> None:

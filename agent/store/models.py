@@ -46,13 +46,17 @@ class DeploymentStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
+    UNDO_FAILED = "undo_failed"
+    """The undo could not put every capability back healthy (or was cut off too often): the host
+    may run a mix of versions, and an admin must act (``id1 rollback --to``)."""
 
     @property
     def finished(self) -> bool:
         return self in _FINISHED_DEPLOYMENT
 
 
-_FINISHED_DEPLOYMENT = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK})
+_FINISHED_DEPLOYMENT = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK,
+                                  DeploymentStatus.UNDO_FAILED})
 
 
 class RollbackStatus(StrEnum):
@@ -71,6 +75,8 @@ class BlockSource(StrEnum):
 
     FAILED_DEPLOYMENT = "failed-deployment"
     ROLLBACK = "rollback"
+    INTERRUPTED = "interrupted"
+    """Deployments of it were cut off (power cut, SIGKILL) again and again: the loop guard's evidence."""
 
 
 class _Model(BaseModel):

@@ -14,6 +14,7 @@ are stored as they are. Table and document ids:
     policies             {"<n>": PolicyRecord}       update policies set through the API
     approvals            {"<n>": ApprovalRecord}     the unfinished ones and the last
                                                      ``StoreLimits.finished_approvals`` finished ones
+    totals               {"1": Totals}               running counts that only go up (schema 3)
 
 where a deployment ``dep-<n>``, a rollback ``rb-<n>``, a pin ``pin-<n>``, a policy ``policy-<n>``
 and an approval ``approval-<n>`` are stored under ``<n>``. Unfinished
@@ -24,15 +25,17 @@ small table's JSON (the storage re-uses the JSON of unchanged tables).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator
 
 from agent.errors import StoreError
 from agent.store.models import (
     ApprovalFields,
     BlockedVersion,
     DeploymentFields,
+    DeploymentStatus,
     FeedState,
     RollbackOperation,
     StoreEvent,
@@ -49,7 +52,12 @@ FEED_STATE = "feed_state"
 PINS = "pins"
 POLICIES = "policies"
 APPROVALS = "approvals"
+TOTALS = "totals"
+PENDING_AUDIT = "pending_audit"
 SINGLETON_ID = 1
+
+AGENT_ACTOR = "agent"
+"""The actor of what the agent does by itself (``RollbackOperation.actor`` of an automatic rollback)."""
 
 EVENTS_KEPT = 50
 
@@ -128,6 +136,95 @@ class ApprovalRecord(ApprovalFields):
     """A file holding ``{"changes": [...], "notes": ...}``: they can be as large as a manifest."""
 
 
+RollbackTrigger = Literal["automatic", "manual"]
+
+
+def rollback_trigger(actor: str) -> RollbackTrigger:
+    return "automatic" if actor == AGENT_ACTOR else "manual"
+
+
+class Totals(BaseModel):
+    """Running counts that only ever go up, for the Prometheus counters.
+
+    Each is raised in the same ``state.json`` write as the event it counts, so it survives what
+    shrinks the records themselves: archiving to ``history/``, retention, restoring a backup
+    (which keeps the higher totals, see ``backups.py``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deployments: dict[str, NonNegativeInt] = Field(default_factory=dict)
+    """Finished deployments by status (``succeeded``, ``failed``, ``rolled_back``, …), counted
+    when they finish."""
+    rollbacks: dict[RollbackTrigger, NonNegativeInt] = Field(default_factory=dict)
+    """Rollback operations by trigger, counted when they start: ``automatic`` when the agent
+    started it (actor ``agent``), ``manual`` when a person asked."""
+
+    @field_validator("deployments")
+    @classmethod
+    def _finished_statuses(cls, counts: dict[str, int]) -> dict[str, int]:
+        finished = {status.value for status in DeploymentStatus if status.finished}
+        unknown = sorted(set(counts) - finished)
+        if unknown:
+            raise ValueError(f"not a finished deployment status: {', '.join(unknown)}")
+        return counts
+
+    def plus(self, group: Literal["deployments", "rollbacks"], key: str, count: int = 1) -> Totals:
+        counts = dict(getattr(self, group))
+        counts[key] = counts.get(key, 0) + count
+        return Totals.model_validate({**self.model_dump(), group: counts})
+
+    def at_least(self, other: Totals) -> Totals:
+        """Each count the higher of the two."""
+        return Totals.model_validate({
+            group: {key: max(mine.get(key, 0), theirs.get(key, 0)) for key in {*mine, *theirs}}
+            for group, mine, theirs in (("deployments", self.deployments, other.deployments),
+                                        ("rollbacks", self.rollbacks, other.rollbacks))
+        })
+
+
+class PendingAudit(BaseModel):
+    """An audit entry written in the same ``state.json`` write as the change it describes, before
+    it goes to the audit log; removed once it is there. One still here at start (the agent
+    stopped in between) is audited then (``AgentService.settle_pending_audit``); ``ref`` is in
+    the audit entry's details, so it is never audited twice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: int = Field(ge=1)
+    ref: str = Field(pattern=r"^[0-9a-f]{32}$")
+    actor: str
+    action: str
+    what: str
+    why: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    at: UtcDatetime
+
+
+def count_records(deployments: Iterable[Any], rollbacks: Iterable[Any]) -> Totals:
+    """Totals counted from records (``state.json``'s and ``history/``'s), each id once, the last
+    one seen winning: the best a store that kept no totals yet can know. Anything that is not a
+    finished deployment or a rollback record is skipped (a line this agent cannot read)."""
+    finished = {status.value for status in DeploymentStatus if status.finished}
+    by_id: dict[str, str] = {}
+    for document in deployments:
+        if isinstance(document, dict) and isinstance(document.get("id"), str):
+            by_id[document["id"]] = document.get("status")
+    deployment_counts: dict[str, int] = {}
+    for status in by_id.values():
+        if isinstance(status, str) and status in finished:
+            deployment_counts[status] = deployment_counts.get(status, 0) + 1
+    actors: dict[str, str] = {}
+    for document in rollbacks:
+        if isinstance(document, dict) and isinstance(document.get("id"), str) and isinstance(document.get("actor"), str):
+            actors[document["id"]] = document["actor"]
+    rollback_counts: dict[str, int] = {}
+    for actor in actors.values():
+        trigger = rollback_trigger(actor)
+        rollback_counts[trigger] = rollback_counts.get(trigger, 0) + 1
+    return Totals(deployments=deployment_counts, rollbacks=rollback_counts)
+
+
 TABLE_MODELS: dict[str, type[BaseModel]] = {
     META: Meta,
     ACTIVE_DEPLOYMENTS: DeploymentRecord,
@@ -139,6 +236,8 @@ TABLE_MODELS: dict[str, type[BaseModel]] = {
     PINS: PinRecord,
     POLICIES: PolicyRecord,
     APPROVALS: ApprovalRecord,
+    TOTALS: Totals,
+    PENDING_AUDIT: PendingAudit,
 }
 
 DEPLOYMENT_PREFIX = "dep-"

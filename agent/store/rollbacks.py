@@ -1,7 +1,9 @@
 """Rollback operations: who rolled back from which revision to which, why, and how it went.
 
 Past ``StoreLimits.finished_rollbacks`` the oldest finished ones move to
-``history/rollbacks.jsonl``; ``list`` reads them back from there when asked for more.
+``history/rollbacks.jsonl``; ``list`` reads them back from there when asked for more. Each one
+added is counted in the store's totals (``totals.py``) by trigger: ``automatic`` when the actor
+is ``agent``, else ``manual``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pydantic import ValidationError
 
 from agent.errors import StoreError
 from agent.store.models import RollbackOperation, RollbackStatus
-from agent.store.records import REVISIONS, ROLLBACK_PREFIX, ROLLBACKS, number_of, stored_document
+from agent.store.records import REVISIONS, ROLLBACK_PREFIX, ROLLBACKS, number_of, rollback_trigger, stored_document
 from agent.store.session import Session
 
 ARCHIVE_NAME = "rollbacks"
@@ -55,6 +57,7 @@ class RollbackRepository:
             with session.transaction():
                 session.take_number("next_rollback")
                 session.put(ROLLBACKS, number, operation.model_dump(mode="json"))
+                session.count("rollbacks", rollback_trigger(actor))
             return operation
 
     def save(self, operation: RollbackOperation) -> RollbackOperation:

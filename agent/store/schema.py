@@ -1,7 +1,8 @@
 """The layout version of ``state.json``, the migrations between versions, and checking a file's shape.
 
 ``meta.schema_version`` says which layout a file has. ``MIGRATIONS[n]`` turns a version-``n``
-state (the raw tables, as parsed JSON) into a version-``n + 1`` one; ``Store.open`` runs the
+state (the raw tables, as parsed JSON) into a version-``n + 1`` one, given the store's
+``history/`` (for what was archived out of the file); ``Store.open`` runs the
 ones a file needs, in order, keeps a copy of the file as it was in ``backups/``, and writes the
 result once all of them succeeded. The current version is one past the last migration. A file
 written by a newer agent is refused rather than guessed at: downgrading the agent must not
@@ -18,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.errors import StoreCorrupt, StoreError
+from agent.store.archive import Archive
 from agent.store.records import (
     ACTIVE_DEPLOYMENTS,
     APPROVAL_PREFIX,
@@ -34,15 +36,20 @@ from agent.store.records import (
     ROLLBACKS,
     SINGLETON_ID,
     TABLE_MODELS,
+    TOTALS,
+    PENDING_AUDIT,
     Meta,
+    Totals,
+    count_records,
     number_of,
 )
 
 State = dict[str, dict[str, Any]]
-Migration = Callable[[State], State]
+Migration = Callable[[State, Archive], State]
+"""``migration(state, history)``: ``history`` is the store's ``history/`` (read it, never write)."""
 
 
-def _add_pins_policies_approvals(state: State) -> State:
+def _add_pins_policies_approvals(state: State, history: Archive) -> State:
     """1 → 2: the tables of pins, update policies and approvals managed through the API.
 
     Only empty tables are added (and the meta counters default to 1), but the version goes up
@@ -55,7 +62,27 @@ def _add_pins_policies_approvals(state: State) -> State:
     return state
 
 
-MIGRATIONS: dict[int, Migration] = {1: _add_pins_policies_approvals}
+def _add_totals(state: State, history: Archive) -> State:
+    """2 → 3: the running totals behind the Prometheus counters (``Totals``), and the table of
+    audit entries written with the change they describe (``PendingAudit``, empty).
+
+    Until now the counters were counted from the records kept (the newest 1,000), so they could
+    go down as records left them. They start from every deployment and rollback the store still
+    knows of, in ``state.json`` or archived in ``history/``: at least what the counters said.
+    """
+    counted = count_records(
+        [*history.read("deployments"), *state.get(FINISHED_DEPLOYMENTS, {}).values()],
+        [*history.read("rollbacks"), *state.get(ROLLBACKS, {}).values()],
+    )
+    kept = state.get(TOTALS, {}).get(str(SINGLETON_ID))
+    if isinstance(kept, dict):  # already counted as it went: written by this agent under an older layout (tests)
+        counted = counted.at_least(Totals.model_validate(kept))
+    state[TOTALS] = {str(SINGLETON_ID): counted.model_dump(mode="json")}
+    state.setdefault(PENDING_AUDIT, {})
+    return state
+
+
+MIGRATIONS: dict[int, Migration] = {1: _add_pins_policies_approvals, 2: _add_totals}
 """Version n → n + 1. Add one here (and a test with a version-n file) whenever the layout changes."""
 
 
@@ -91,8 +118,8 @@ def parse_state(data: bytes, path: Path) -> tuple[State, int]:
     return state, version
 
 
-def migrate(state: State, found: int, migrations: Mapping[int, Migration], path: Path) -> State:
-    """``state`` brought from version ``found`` to the current one, in memory."""
+def migrate(state: State, found: int, migrations: Mapping[int, Migration], path: Path, history: Archive) -> State:
+    """``state`` brought from version ``found`` to the current one, in memory (``history`` only read)."""
     current = schema_version(migrations)
     if found > current:
         raise StoreError(
@@ -101,7 +128,7 @@ def migrate(state: State, found: int, migrations: Mapping[int, Migration], path:
         )
     for version in range(found, current):
         try:
-            state = migrations[version](state)
+            state = migrations[version](state, history)
             state[META][str(SINGLETON_ID)]["schema_version"] = version + 1
         except Exception as error:
             raise StoreError(
@@ -142,6 +169,10 @@ def _expected_key(table: str, record: Any) -> int | None:
     if table == ROLLBACKS:
         return number_of(record.id, ROLLBACK_PREFIX) or -1
     if table == REVISIONS:
+        return record.number
+    if table == TOTALS:
+        return SINGLETON_ID
+    if table == PENDING_AUDIT:
         return record.number
     prefix = {PINS: PIN_PREFIX, POLICIES: POLICY_PREFIX, APPROVALS: APPROVAL_PREFIX}.get(table)
     if prefix is not None:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tinydb import TinyDB
 from tinydb.table import Document, Table
@@ -27,7 +27,7 @@ from agent.errors import StoreError
 from agent.store.archive import Archive
 from agent.store.manifests import ManifestFiles
 from agent.store.models import StoreEvent, as_utc
-from agent.store.records import EVENTS_KEPT, META, SINGLETON_ID, Meta
+from agent.store.records import EVENTS_KEPT, META, SINGLETON_ID, TOTALS, Meta, Totals
 from agent.store.storage import DurableJSONStorage
 
 Clock = Callable[[], datetime]
@@ -170,6 +170,14 @@ class Session:
         number = getattr(meta, counter)
         self._put_meta(meta.model_copy(update={counter: number + 1}))
         return number
+
+    def totals(self) -> Totals:
+        document = self.document(TOTALS, SINGLETON_ID)
+        return Totals() if document is None else Totals.model_validate(document)
+
+    def count(self, group: Literal["deployments", "rollbacks"], key: str) -> None:
+        """Add one to a running total; inside the transaction that stores what it counts."""
+        self.put(TOTALS, SINGLETON_ID, self.totals().plus(group, key).model_dump(mode="json"))
 
     def record_event(self, kind: str, detail: str) -> None:
         meta = self.meta()

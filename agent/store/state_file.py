@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.errors import StoreCorrupt, StoreError
+from agent.store.archive import FOLDER_NAME as HISTORY_FOLDER, Archive
 from agent.store.durable import fsync_folder, make_folder, store_error, write_atomically
 from agent.store.models import StoreEvent
 from agent.store.records import META, SINGLETON_ID, Meta
@@ -53,7 +54,7 @@ def open_state(state_dir: Path, now: datetime, migrations: Mapping[int, Migratio
     except StoreCorrupt as problem:
         return _recover(path, state_dir, now, current, problem)
 
-    state = migrate(state, found, migrations, path)  # StoreError for a newer file or a failing migration
+    state = migrate(state, found, migrations, path, Archive(state_dir / HISTORY_FOLDER))  # StoreError for a newer file or a failing migration
     try:
         check_state(state)
     except StoreCorrupt as problem:

@@ -13,6 +13,10 @@ serialised (#85, #89). This storage instead
   ``os.replace``, fsync of the folder): after a crash the file holds the old state or the new;
 - on a failed write, puts the in-memory state back to the last state written, so memory never
   runs ahead of the disk;
+- once ``os.replace`` has succeeded, the new state *is* the file: if the folder's fsync then
+  fails, memory keeps the new state too (putting the old one back would make the next write
+  silently undo a change that is on disk). The change is logged as not yet durable (a power
+  cut could still lose the rename) and the folder's fsync is retried at the next flush;
 - can defer writes (``deferred``) so one transaction — several table changes, or a whole
   ``Store.batch()`` — becomes a single file write.
 
@@ -25,15 +29,18 @@ state (``Table._update_table``), so a table that is still the same object has th
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from tinydb.storages import Storage
 
 from agent.errors import StoreError
-from agent.store.durable import write_atomically
+from agent.store.durable import fsync_folder, write_atomically
 
 State = dict[str, dict[str, Any]]
+
+logger = logging.getLogger("agent.store")
 
 
 def encode_json(value: Any) -> bytes:
@@ -49,6 +56,9 @@ class DurableJSONStorage(Storage):
         self._state = state
         self._written = written
         self._dirty = False
+        self._unsynced = False
+        """The file was replaced but its folder's fsync failed: the rename is not durable yet."""
+        self._warned = False
         self._table_json: dict[str, tuple[dict[str, Any], bytes]] = {}
 
     @property
@@ -71,17 +81,40 @@ class DurableJSONStorage(Storage):
             self.flush()
 
     def flush(self) -> None:
-        """Write the state if it changed; on failure the state in memory is the one on disk again."""
+        """Write the state if it changed; on failure the state in memory is the one on disk again.
+
+        A failure after the rename is not one: the new state stays (see the module docstring).
+        """
         if not self._dirty:
+            if self._unsynced:
+                self._sync_folder()
             return
         try:
             payload = self._serialise(self._state)
-            write_atomically(self.path, payload)
+            write_atomically(self.path, payload, sync_folder=False)
         except BaseException:
             self.discard()
             raise
         self._written = payload
         self._dirty = False
+        self._unsynced = True
+        self._sync_folder()
+
+    def _sync_folder(self) -> None:
+        """Make the last rename durable; on failure log it and leave it for the next flush."""
+        try:
+            fsync_folder(self.path.parent)
+        except StoreError as error:
+            logger.warning(
+                "%s holds the new state, but it may not survive a power cut yet (%s); "
+                "the agent retries at its next write", self.path, error,
+            )
+            self._warned = True
+            return
+        self._unsynced = False
+        if self._warned:
+            self._warned = False
+            logger.info("%s: its folder is synced again, every change so far is durable", self.path)
 
     def discard(self) -> None:
         """Forget every change not yet written."""

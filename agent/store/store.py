@@ -47,6 +47,8 @@ from agent.store.schema import MIGRATIONS, Migration
 from agent.store.session import Clock, Session, StoreLimits
 from agent.store.state_file import BACKUPS_NAME, STATE_NAME, open_state
 from agent.store.storage import DurableJSONStorage
+from agent.store.totals import TotalsRepository
+from agent.store.pending_audit import PendingAuditRepository
 
 BACKUP_RETENTION = timedelta(days=30)
 
@@ -70,6 +72,10 @@ class Store:
         self.pins = PinRepository(session)
         self.policies = PolicyRepository(session)
         self.approvals = ApprovalRepository(session)
+        self.totals = TotalsRepository(session)
+        """Counts that never go down (finished deployments, rollbacks), for the metrics."""
+        self.pending_audit = PendingAuditRepository(session)
+        """Audit entries stored with the change they describe, until the audit log has them."""
         self._backups = Backups(self.state_dir / BACKUPS_NAME)
 
     @classmethod
@@ -153,7 +159,7 @@ class Store:
     # ----------------------------------------------------------------------------- backups
 
     def backup(self) -> Path | None:
-        """Snapshot ``state.json`` to ``backups/state-<UTC>.json``; ``None`` if it equals the newest snapshot.
+        """Snapshot ``state.json`` to ``backups/state-<UTC>.json.gz``; ``None`` if it equals the newest snapshot.
 
         The snapshot is the last complete write, taken under the store's lock: a batch running
         in another thread is waited for, never caught half-way. The manifest files it refers to

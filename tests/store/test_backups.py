@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from agent.errors import StoreError, StoreLocked
-from agent.store import BlockSource, DeploymentStatus, Store
+from agent.store import SCHEMA_VERSION, BlockSource, DeploymentStatus, Store
 from agent.store.manifests import manifest_sha256
 from tests.store.helpers import START, manifest, read_state, state_text
 
@@ -32,13 +33,16 @@ def snapshots(state_dir):
 # ----------------------------------------------------------------------------- taking backups
 
 
-def test_a_backup_is_the_state_file_as_written_and_is_listed(store, state_dir, clock):
+def test_a_backup_is_the_state_file_as_written_gzipped_and_is_listed(store, state_dir, clock):
     store.blocked.add("core/auth@1.0.2", "failed", BlockSource.FAILED_DEPLOYMENT)
+    for number in range(30):  # some state, so that compressing it shows
+        store.pins.set("capability", f"core/cap{number}", "1.0.0", "the same words again and again")
 
     path = store.backup()
 
-    assert path == state_dir / "backups" / f"state-{clock.now.strftime('%Y%m%dT%H%M%SZ')}.json"
-    assert path.read_bytes() == (state_dir / "state.json").read_bytes()
+    assert path == state_dir / "backups" / f"state-{clock.now.strftime('%Y%m%dT%H%M%SZ')}.json.gz"
+    assert gzip.decompress(path.read_bytes()) == (state_dir / "state.json").read_bytes()
+    assert path.stat().st_size * 4 < (state_dir / "state.json").stat().st_size
     [info] = Store.list_backups(state_dir)
     assert (info.path, info.taken_at, info.size) == (path, clock.now.replace(microsecond=0), path.stat().st_size)
 
@@ -92,7 +96,7 @@ def test_two_backups_in_the_same_second_are_both_kept_and_ordered(state_dir):
     finally:
         store.close()
 
-    assert (first.name, second.name) == ("state-20261120T120000Z.json", "state-20261120T120000Z-2.json")
+    assert (first.name, second.name) == ("state-20261120T120000Z.json.gz", "state-20261120T120000Z-2.json.gz")
     assert snapshots(state_dir) == [second, first]
 
 
@@ -125,10 +129,81 @@ def test_a_backup_during_another_threads_batch_waits_for_it_and_sees_all_of_it(s
     backup.join(10)
 
     [path] = taken
-    snapshot = json.loads(path.read_text())
+    snapshot = json.loads(gzip.decompress(path.read_bytes()))
     assert snapshot["feed_state"]["1"]["serial"] == 1
     assert [document["ref"] for document in snapshot["blocked"].values()] == ["core/auth@1.0.2"]
-    assert path.read_bytes() == (state_dir / "state.json").read_bytes()
+    assert gzip.decompress(path.read_bytes()) == (state_dir / "state.json").read_bytes()
+
+
+# ----------------------------------------------------------------------------- older, uncompressed backups
+
+
+def uncompress(backup):
+    """``backup`` as an agent from before compressed snapshots wrote it: plain ``state-<UTC>.json``."""
+    plain = backup.with_name(backup.name.removesuffix(".gz"))
+    plain.write_bytes(gzip.decompress(backup.read_bytes()))
+    backup.unlink()
+    return plain
+
+
+def test_old_uncompressed_backups_are_listed_among_new_ones_and_restored(store, state_dir, clock, open_store):
+    store.pins.set("suite", "core", "~=1.1.0")
+    old = uncompress(store.backup())
+    store.pins.set("suite", "core", "~=1.2.0")
+    new = store.backup()
+
+    assert snapshots(state_dir) == [new, old] and old.suffix == ".json" and new.name.endswith(".json.gz")
+    store.close()
+
+    summary = Store.restore_backup(state_dir, old)
+
+    assert summary.backup == old
+    assert open_store().pins.find("suite", "core").version == "~=1.1.0"
+
+
+def test_an_old_backup_of_the_same_second_is_not_overwritten_and_sorts_before(state_dir):
+    store = Store.open(state_dir, clock=lambda: START)
+    try:
+        old = uncompress(store.backup())
+        store.feed_state.set(serial=1)
+        new = store.backup()
+    finally:
+        store.close()
+
+    assert (old.name, new.name) == ("state-20261120T120000Z.json", "state-20261120T120000Z-2.json.gz")
+    assert snapshots(state_dir) == [new, old]
+
+
+def test_an_old_uncompressed_snapshot_still_counts_as_the_newest(store, state_dir, open_store):
+    store.feed_state.set(serial=5)
+    uncompress(store.backup())
+    store.close()
+
+    assert open_store().backup() is None, "its content is the state: no copy of it is needed"
+
+
+def test_pruning_reads_old_and_new_snapshots_for_the_manifests_they_need(store, state_dir, clock):
+    old_revision = deploy(store, clock, manifest(auth="1.0.1"))
+    uncompress(store.backup())
+    new_revision = deploy(store, clock, manifest(auth="1.0.2"))
+    store.backup()
+
+    assert store.prune_backups(now=clock.now) == []
+    kept = {p.name for p in (state_dir / "backups" / "manifests").iterdir()}
+    assert kept == {f"{old_revision.manifest_sha256}.json", f"{new_revision.manifest_sha256}.json"}
+
+
+def test_a_damaged_compressed_backup_is_refused_and_nothing_changes(store, state_dir):
+    backup = store.backup()
+    store.feed_state.set(serial=3)
+    store.close()
+    backup.write_bytes(backup.read_bytes()[:-12])  # cut short: the end and its CRC are gone
+    before = sorted(os.listdir(state_dir)), state_text(state_dir)
+
+    with pytest.raises(StoreError, match=r"is not a state backup \(damaged gzip: .*\); nothing was changed"):
+        Store.restore_backup(state_dir, backup)
+
+    assert (sorted(os.listdir(state_dir)), state_text(state_dir)) == before
 
 
 # ----------------------------------------------------------------------------- retention
@@ -272,7 +347,7 @@ def test_an_older_schema_copy_can_be_restored_and_is_upgraded_at_the_next_open(s
     assert summary.schema_version == 1
     store = open_store()
     assert store.blocked.refs() == {"core/auth@1.0.2"} and store.pins.list() == []
-    assert read_state(state_dir)["meta"]["1"]["schema_version"] == 2
+    assert read_state(state_dir)["meta"]["1"]["schema_version"] == SCHEMA_VERSION
     assert store.pins.set("suite", "core", "1.2.0").id == "pin-2", "pin-1 was handed out before the restore"
 
 

@@ -1,17 +1,21 @@
 """Every write is atomic and durable; a failed one leaves the old file, and memory, as they were.
 
 The only fakes here inject a failure where the real world would: ``os.replace`` (a crash just
-before the rename), ``os.write`` (disk full), ``os.fsync`` (an I/O error).
+before the rename), ``os.write`` (disk full), ``os.fsync`` (an I/O error), and the folder's fsync
+after a rename that succeeded (``agent.files.fsync_folder``: an I/O error on the directory).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+from pathlib import Path
 
 import pytest
 
+from agent import files
 from agent.errors import StoreError
 from agent.store import BlockSource, DeploymentStatus
 from agent.store.durable import write_atomically
@@ -129,3 +133,74 @@ def test_write_atomically_keeps_the_old_bytes_when_replace_fails(tmp_path, monke
 
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.json"]
+
+
+def _fail_folder_sync_once(monkeypatch, folder):
+    """``fsync`` of ``folder`` fails once with EIO, as a disk may after ``os.replace`` succeeded."""
+    real = files.fsync_folder
+    failed = []
+
+    def fsync_folder(path):
+        if Path(path) == folder and not failed:
+            failed.append(path)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(path)
+
+    monkeypatch.setattr(files, "fsync_folder", fsync_folder)
+    return failed
+
+
+def test_a_failed_folder_sync_after_the_rename_keeps_the_change_and_the_next_write_does_not_undo_it(
+        store, state_dir, open_store, monkeypatch, caplog):
+    store.blocked.add("core/auth@1.0.2", "failed", BlockSource.FAILED_DEPLOYMENT)
+    failed = _fail_folder_sync_once(monkeypatch, state_dir)
+
+    with caplog.at_level(logging.WARNING, logger="agent.store"):
+        store.blocked.add("platform@2.6.0", "rolled back", BlockSource.ROLLBACK)  # renamed, then the folder sync fails
+
+    assert failed, "the folder sync after the rename was made to fail"
+    on_disk = {document["ref"] for document in read_state(state_dir)["blocked"].values()}
+    assert on_disk == {"core/auth@1.0.2", "platform@2.6.0"}, "os.replace succeeded: the file holds the change"
+    assert store.blocked.refs() == on_disk, "memory agrees with the disk"
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(state_dir / "state.json") in warning and "power cut" in warning, warning
+
+    store.feed_state.set(serial=9)  # the next write (its folder sync also makes the earlier rename durable)
+
+    state = read_state(state_dir)
+    assert {document["ref"] for document in state["blocked"].values()} == {"core/auth@1.0.2", "platform@2.6.0"}
+    assert state["feed_state"]["1"]["serial"] == 9
+    store.close()
+    reopened = open_store()
+    assert reopened.blocked.refs() == {"core/auth@1.0.2", "platform@2.6.0"}
+    assert reopened.feed_state.get().serial == 9
+
+
+def test_a_failed_folder_sync_is_retried_even_when_the_next_transaction_changes_nothing(store, state_dir, monkeypatch):
+    failed = _fail_folder_sync_once(monkeypatch, state_dir)
+    store.feed_state.set(serial=1)
+    assert failed
+    synced = []
+    real = files.fsync_folder
+    monkeypatch.setattr(files, "fsync_folder", lambda folder: (synced.append(Path(folder)), real(folder)))
+
+    with store.batch():
+        pass  # nothing to write, but the rename of serial 1 is still to be made durable
+
+    assert synced == [state_dir]
+    with store.batch():
+        pass
+    assert synced == [state_dir], "once durable, nothing more to do"
+
+
+def test_write_atomically_says_the_new_content_is_in_place_when_only_the_folder_sync_fails(tmp_path, monkeypatch):
+    path = tmp_path / "file.json"
+    write_atomically(path, b"old")
+    _fail_folder_sync_once(monkeypatch, tmp_path)
+
+    with pytest.raises(StoreError) as raised:
+        write_atomically(path, b"new")
+
+    assert path.read_bytes() == b"new"
+    assert str(raised.value).startswith(f"{path} was replaced with its new content, but syncing {tmp_path} failed")
+    assert "power cut may still undo" in str(raised.value) and "intact" not in str(raised.value)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import StoreError
-from agent.store import MIGRATIONS, SCHEMA_VERSION, BlockSource, Store
+from agent.store import MIGRATIONS, SCHEMA_VERSION, BlockSource, DeploymentStatus, Store, StoreLimits
 from agent.store.schema import schema_version
 from tests.store.helpers import START, read_state, state_text
 
@@ -31,13 +31,13 @@ def test_migrations_run_in_order_keep_a_copy_and_are_recorded(state_dir, open_st
     original = state_text(state_dir)
     ran = []
 
-    def to_2(state):
+    def to_2(state, history):
         ran.append(2)
         for document in state["blocked"].values():
             document["reason"] = document["reason"].upper()
         return state
 
-    def to_3(state):
+    def to_3(state, history):
         ran.append(3)
         for document in state["blocked"].values():
             document["reason"] += " (migrated)"
@@ -71,7 +71,7 @@ def test_a_state_file_from_a_newer_agent_is_refused_and_left_alone(store, state_
         "to start with empty state"
     )
     assert state_text(state_dir) == before
-    assert Store.open(state_dir, migrations={**MIGRATIONS, SCHEMA_VERSION: lambda s: s}).is_open  # and the lock was released
+    assert Store.open(state_dir, migrations={**MIGRATIONS, SCHEMA_VERSION: lambda s, history: s}).is_open  # and the lock was released
 
 
 def test_a_failing_migration_changes_nothing(state_dir, open_store):
@@ -79,7 +79,7 @@ def test_a_failing_migration_changes_nothing(state_dir, open_store):
     store.close()
     before = state_text(state_dir)
 
-    def broken(state):
+    def broken(state, history):
         raise KeyError("suites")
 
     with pytest.raises(StoreError, match="cannot upgrade .*state.json from state schema 1 to 2: KeyError.*not changed"):
@@ -92,7 +92,7 @@ def test_a_migration_that_produces_an_invalid_state_changes_nothing(state_dir, o
     store.close()
     before = state_text(state_dir)
 
-    def breaks_blocked(state):
+    def breaks_blocked(state, history):
         state["blocked"]["1"] = {"ref": "not a ref"}
         return state
 
@@ -256,19 +256,55 @@ def test_a_version_1_file_gains_the_pin_policy_and_approval_tables(state_dir, op
     assert store.pins.list() == [] and store.policies.list() == [] and store.approvals.pending() is None
     assert store.pins.set("suite", "core", "~=1.2.0").id == "pin-1"
     state = read_state(state_dir)
-    assert state["meta"]["1"]["schema_version"] == 2 and state["meta"]["1"]["next_deployment"] == 4
+    assert state["meta"]["1"]["schema_version"] == SCHEMA_VERSION and state["meta"]["1"]["next_deployment"] == 4
     assert {"pins", "policies", "approvals"} <= set(state)
     [copy] = (state_dir / "backups").glob("state-schema-1-*.json")
     assert json.loads(copy.read_text()) == VERSION_1_FILE
     assert [event.kind for event in store.events()] == ["migrated"]
 
 
-def test_an_agent_that_knows_only_version_1_refuses_a_version_2_file_instead_of_moving_it_aside(store, state_dir, open_store):
+@pytest.mark.parametrize("known", range(1, SCHEMA_VERSION))
+def test_an_older_agent_refuses_a_newer_file_instead_of_moving_it_aside(store, state_dir, open_store, known):
     store.pins.set("platform", "platform", "2.5.0")
     store.close()
     before = state_text(state_dir)
 
-    with pytest.raises(StoreError, match="was written by a newer id1 agent .state schema 2; this agent knows up to 1."):
-        open_store(migrations={})
+    with pytest.raises(StoreError, match=f"was written by a newer id1 agent .state schema {SCHEMA_VERSION}; "
+                                         f"this agent knows up to {known}."):
+        open_store(migrations={version: MIGRATIONS[version] for version in range(1, known)})
 
     assert state_text(state_dir) == before and not list(state_dir.glob("state.json.corrupt-*"))
+
+
+# ----------------------------------------------------------------------------- schema 2 → 3
+
+
+def version_2_file(state_dir, clock, *, deployments, rollbacks, limits):
+    """A store written by a version-2 agent: records in state.json and archived in history/, no totals."""
+    from tests.store.test_totals import finish_deployments, start_rollbacks
+
+    store = Store.open(state_dir, clock=clock, limits=limits, migrations={1: MIGRATIONS[1]})
+    try:
+        finish_deployments(store, clock, deployments)
+        start_rollbacks(store, rollbacks)
+    finally:
+        store.close()
+    state = json.loads(state_text(state_dir))
+    assert state["meta"]["1"]["schema_version"] == 2
+    state.pop("totals", None)
+    (state_dir / "state.json").write_text(json.dumps(state))
+
+
+def test_a_version_2_file_starts_its_totals_from_every_record_kept_and_archived(state_dir, clock, open_store):
+    outcomes = [DeploymentStatus.SUCCEEDED] * 5 + [DeploymentStatus.FAILED] * 2 + [DeploymentStatus.ROLLED_BACK]
+    version_2_file(state_dir, clock, deployments=outcomes, rollbacks=["agent", "alice", "agent"],
+                   limits=StoreLimits(finished_deployments=2, finished_rollbacks=1, finished_approvals=1))
+    assert (state_dir / "history" / "deployments.jsonl").exists() and (state_dir / "history" / "rollbacks.jsonl").exists()
+
+    store = open_store()
+
+    totals = store.totals.get()
+    assert totals.deployments == {"succeeded": 5, "failed": 2, "rolled_back": 1}
+    assert totals.rollbacks == {"automatic": 2, "manual": 1}
+    assert read_state(state_dir)["meta"]["1"]["schema_version"] == SCHEMA_VERSION == 3
+    assert [event.kind for event in store.events()] == ["migrated"]

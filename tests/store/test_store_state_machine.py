@@ -5,7 +5,8 @@ store, including "crash before replace").
 The model is plain Python: which deployments exist (with their status and step), which
 revisions are kept, what is blocked, the feed serial, the pins, the approvals and their status. After every step the store must agree
 with it and ``state.json`` must be readable by a fresh agent; ``reopen`` and
-``crash_before_replace`` start a new ``Store`` from what is on disk, and ``backup_and_restore``
+``crash_before_replace`` start a new ``Store`` from what is on disk (so may
+``folder_sync_fails_after_replace``, whose change is on disk and so must stay), and ``backup_and_restore``
 from a backup of it (taken after any garbage collection, so its manifests come from ``backups/``). Limits are tiny so that
 archiving to ``history/`` happens within a few steps.
 """
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from agent import files
 from agent.errors import StoreError
 from agent.store import ApprovalStatus, BlockSource, DeploymentStatus, Store, StoreLimits
 from tests.store.helpers import TickingClock, manifest, read_state
@@ -226,6 +228,37 @@ class StoreStateMachine(RuleBasedStateMachine):
         # The process dies here; the next agent starts from what is on disk.
         self.store.close()
         self.store = self._open()
+
+    @rule(data=st.data(), crash=st.booleans())
+    def folder_sync_fails_after_replace(self, data, crash: bool) -> None:
+        """``os.replace`` succeeds, the fsync of the folder after it fails: the change is on disk, so
+        it is kept (in the model too); whether the process goes on or dies, nothing undoes it."""
+        actions = {
+            "block": lambda: self.block(data.draw(st.sampled_from(REFS))),
+            "batch": lambda: self.batch(data.draw(st.integers(0, 10**6)), data.draw(st.sampled_from(REFS))),
+            "pin": lambda: self.set_pin(data.draw(st.sampled_from(PINS)), data.draw(st.integers(0, 9))),
+            "revision": lambda: self.add_revision(data.draw(st.integers(0, len(MANIFESTS) - 1))),
+        }
+        if self.active is None:
+            actions["deploy"] = lambda: self.create_deployment(data.draw(st.integers(0, len(MANIFESTS) - 1)))
+        else:
+            actions["finish"] = lambda: self.finish(data.draw(st.sampled_from(FINISHED)))
+        action = data.draw(st.sampled_from(sorted(actions)))
+        real, failed = files.fsync_folder, []
+
+        def fails_once_for_the_state_folder(folder) -> None:
+            if Path(folder) == self.folder and not failed:
+                failed.append(folder)
+                raise OSError(errno.EIO, "Input/output error")
+            real(folder)
+
+        with mock.patch.object(files, "fsync_folder", fails_once_for_the_state_folder):
+            actions[action]()
+
+        assert failed, f"{action} wrote state.json and its folder sync failed"
+        if crash:  # the process dies before any other write; the next agent finds the change
+            self.store.close()
+            self.store = self._open()
 
     def _batch_of_two(self) -> None:
         with self.store.batch():

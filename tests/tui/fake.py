@@ -9,27 +9,54 @@ makes it unreachable.
 
 Times come from a fake clock that moves one minute per change: the screens render the same
 text on every run (snapshot tests).
+
+Every answer goes through the response model the real route declares (``@answers(Status)``:
+agent/api/schemas.py, the store's models it returns) and comes out as the API would send it;
+an answer that does not fit, or that the model would send differently (a field the API does not
+have or lacks, another type), fails the test with the differences, so the fake cannot drift from
+the API unnoticed. Manifests in answers must be what the planner's ``Manifest.to_json()`` writes.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+from pydantic import TypeAdapter, ValidationError
 
+from agent.api.schemas import (
+    Advisory,
+    Approval,
+    AuditEntry,
+    CheckResult,
+    Decision,
+    EffectivePolicy,
+    PinView,
+    Revision,
+    RevisionView,
+    RollbackOutcome,
+    RollbackPreview,
+    Status,
+    UpdatePolicy,
+    Updates,
+    Versions,
+)
 from agent.client import AgentUnreachable, ApiError
+from agent.planning import Manifest
 
 START = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
 SOCKET = "/run/id1/agent.sock"
 DOWN = (f"the agent is not running: no socket at {SOCKET} (start it with `systemctl start id1-agent`, "
         "or point --socket / $ID1_SOCKET at it)")
 ROLE_RANK = {"viewer": 1, "approver": 2, "admin": 3}
+ROLE_GROUPS = {"viewer": ["id1-viewer"], "approver": ["id1-approver"], "admin": ["id1-admin"]}  # the config's defaults
 GROUPS = {"approver": "group id1-approver or id1-admin", "admin": "group id1-admin"}
 
 
@@ -38,15 +65,13 @@ def iso(moment: datetime) -> str:
 
 
 def _capability(suite: str, name: str, version: str, source: str = "latest", overrides: str | None = None) -> dict:
-    entry = {
+    return {
         "version": version, "source": source,
         "artifact": {"url": f"artifacts/{suite}-{name}-{version}.tar.gz", "sha256": "0" * 64, "size": 40960},
         "units": [f"id1-{suite}-{name}.service"],
-        "health": {"http": None, "command": None, "timeout_s": 60},
+        "health": {"http": None, "command": None, "timeout_s": 60.0},
+        "requires": None, "overrides": overrides,
     }
-    if overrides:
-        entry["overrides"] = overrides
-    return entry
 
 
 def _manifest(platform: str, suites: dict[str, tuple[str, dict[str, tuple]]]) -> dict:
@@ -111,6 +136,72 @@ NOTES = ("ID-1 2.6.0: faster search indexing (about 3x on large tenants) and API
          "core/api restarts: expect about 5 s without API.")
 
 
+@functools.cache
+def _adapter(model: Any) -> TypeAdapter:
+    return TypeAdapter(model)
+
+
+def as_the_api_sends(model: Any, value: Any, *, exclude_unset: bool = False) -> Any:
+    """``value`` as the API's JSON for the route's ``response_model``; AssertionError if it differs.
+
+    The real route validates its answer into ``model`` and sends ``model_dump(mode="json",
+    by_alias=True)`` (``exclude_unset`` where the route says so), so the fake's answer must be
+    exactly that, and every manifest in it exactly what ``Manifest.to_json()`` writes.
+    """
+    name = getattr(model, "__name__", None) or repr(model)
+    adapter = _adapter(model)
+    try:
+        sent = adapter.dump_python(adapter.validate_python(value), mode="json", by_alias=True, exclude_unset=exclude_unset)
+    except ValidationError as error:
+        raise AssertionError(f"the fake agent's answer is not a {name}: {error}") from None
+    problems = _differences(value, sent, "")
+    for where, manifest in _manifests(sent, ""):
+        try:
+            problems += _differences(manifest, Manifest.model_validate(manifest).to_json(), where)
+        except ValidationError as error:
+            problems.append(f"{where}: not a manifest: {error}")
+    if problems:
+        raise AssertionError(f"the fake agent's {name} differs from what the API sends: " + "; ".join(problems[:10]))
+    return sent
+
+
+def _differences(fake: Any, api: Any, where: str) -> list[str]:
+    if isinstance(fake, dict) and isinstance(api, dict):
+        found = [f"{where}.{key}: the API has no such field" for key in fake.keys() - api.keys()]
+        found += [f"{where}.{key}: missing (the API sends {api[key]!r})" for key in api.keys() - fake.keys()]
+        return found + [problem for key in fake.keys() & api.keys()
+                        for problem in _differences(fake[key], api[key], f"{where}.{key}")]
+    if isinstance(fake, list) and isinstance(api, list) and len(fake) == len(api):
+        return [problem for index, (a, b) in enumerate(zip(fake, api)) for problem in _differences(a, b, f"{where}[{index}]")]
+    if fake != api or type(fake) is not type(api):
+        return [f"{where or 'the answer'}: {fake!r} where the API sends {api!r}"]
+    return []
+
+
+def _manifests(value: Any, where: str) -> Iterator[tuple[str, dict]]:
+    """The manifests in an answer: a revision's ``manifest``, an approval's ``target``."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _manifests(item, f"{where}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("manifest", "target") and isinstance(item, dict):
+                yield f"{where}.{key}", item
+            else:
+                yield from _manifests(item, f"{where}.{key}")
+
+
+def answers(model: Any, *, exclude_unset: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The method answers as the route with ``response_model=model`` does (see ``as_the_api_sends``)."""
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def answer(*args: Any, **kwargs: Any) -> Any:
+            return as_the_api_sends(model, method(*args, **kwargs), exclude_unset=exclude_unset)
+        answer.response_model = (model, exclude_unset)  # type: ignore[attr-defined]
+        return answer
+    return decorate
+
+
 def versions_of(manifest: dict) -> dict[str, str]:
     return {f"{suite}/{name}": cap["version"]
             for suite, body in manifest["suites"].items() for name, cap in body["capabilities"].items()}
@@ -132,10 +223,11 @@ class FakeClient:
         self._subscribers: list[queue.Queue] = []
         self._closed = threading.Event()
         self.activity = "idle"
+        self.rollbacks_done = 0
         self.revisions_kept = {
             number: {"number": number, "manifest": {**copy.deepcopy(MANIFESTS[number]), "revision": number},
                      "manifest_sha256": f"{number:064x}", "feed_serial": serial, "created_at": created,
-                     "deployment_id": f"deployment-{number}"}
+                     "deployment_id": f"dep-{number}"}
             for number, serial, created in (
                 (1, 38, "2026-10-02T02:14:09Z"), (2, 40, "2026-10-17T02:11:43Z"),
                 (3, 41, "2026-11-07T02:09:31Z"), (4, 42, "2026-11-18T09:12:02Z"))
@@ -283,13 +375,14 @@ class FakeClient:
         at = self._tick()
         self.revisions_kept[number] = {"number": number, "manifest": {**copy.deepcopy(manifest), "revision": number},
                                        "manifest_sha256": f"{number:064x}", "feed_serial": 43, "created_at": at,
-                                       "deployment_id": f"deployment-{number}"}
+                                       "deployment_id": f"dep-{number}"}
         self.running = number
         self._audit(actor, "deployed", f"revision {number}: {what}")
         return number
 
     # --- reading ------------------------------------------------------------------------------
 
+    @answers(Status)
     def status(self) -> dict[str, Any]:
         self._enter("status")
         with self._lock:
@@ -304,6 +397,7 @@ class FakeClient:
             return {
                 "instance_id": "host-01", "agent_version": "0.1.0", "activity": self.activity,
                 "activity_since": "2026-11-21T08:00:05Z", "user": self.user, "role": self.role,
+                "role_groups": copy.deepcopy(ROLE_GROUPS),
                 "channel": self.policy_state["channel"], "suites": dict(self.policy_state["suites"]),
                 "maintenance_window": list(self.policy_state["maintenance_window"]), "timezone": "UTC",
                 "in_window": False, "next_window": "2026-11-28T02:00:00Z", "revision": self.running,
@@ -319,6 +413,7 @@ class FakeClient:
                 "last_error": None, "warnings": [],
             }
 
+    @answers(Updates)
     def updates(self) -> dict[str, Any]:
         self._enter("updates")
         with self._lock:
@@ -327,11 +422,13 @@ class FakeClient:
                     "problems": self._problems(),
                     "approval": copy.deepcopy(pending), "next_window": "2026-11-28T02:00:00Z"}
 
+    @answers(list[Approval])
     def approvals(self, limit: int = 50) -> list[dict[str, Any]]:
         self._enter("approvals", limit)
         with self._lock:
             return copy.deepcopy(sorted(self.approvals_kept, key=lambda a: a["created_at"], reverse=True)[:limit])
 
+    @answers(Approval)
     def approval(self, approval_id: str) -> dict[str, Any]:
         self._enter("approval", approval_id)
         with self._lock:
@@ -340,17 +437,20 @@ class FakeClient:
                     return copy.deepcopy(approval)
         raise ApiError(404, "not-found", f"there is no approval {approval_id}")
 
+    @answers(list[RevisionView], exclude_unset=True)
     def revisions(self, *, manifests: bool = False) -> list[dict[str, Any]]:
         self._enter("revisions", manifests=manifests)
         with self._lock:
             result = []
             for number in sorted(self.revisions_kept, reverse=True):
                 data = copy.deepcopy(self.revisions_kept[number])
+                data["platform"] = data["manifest"]["platform"]
                 if not manifests:
-                    data["platform"] = data.pop("manifest")["platform"]
+                    del data["manifest"]
                 result.append(data)
             return result
 
+    @answers(Revision)
     def revision(self, number: int) -> dict[str, Any]:
         self._enter("revision", number)
         with self._lock:
@@ -358,6 +458,7 @@ class FakeClient:
                 raise ApiError(404, "not-found", f"revision {number} is not kept")
             return copy.deepcopy(self.revisions_kept[number])
 
+    @answers(RollbackPreview)
     def rollback_check(self, to_revision: int | None = None) -> dict[str, Any]:
         self._enter("rollback_check", to_revision)
         with self._lock:
@@ -375,26 +476,31 @@ class FakeClient:
                     "advisories": advisories, "allowed": not problems and not advisories,
                     "needs_force": bool(advisories) and not problems}
 
+    @answers(Versions)
     def versions(self) -> dict[str, Any]:
         self._enter("versions")
         with self._lock:
             return {"pins": copy.deepcopy(self.pins), "installed": versions_of(self._manifest()),
                     "available": copy.deepcopy(AVAILABLE), "blocked": []}
 
+    @answers(EffectivePolicy)
     def policy(self) -> dict[str, Any]:
         self._enter("policy")
         with self._lock:
             return copy.deepcopy(self.policy_state)
 
+    @answers(list[UpdatePolicy])
     def policies(self) -> list[dict[str, Any]]:
         self._enter("policies")
         return []
 
+    @answers(list[Advisory])
     def advisories(self) -> list[dict[str, Any]]:
         self._enter("advisories")
         with self._lock:
             return self._advisories()
 
+    @answers(list[AuditEntry])
     def audit(self, *, actor: str | None = None, action: str | None = None, limit: int = 100,
               before_seq: int | None = None) -> list[dict[str, Any]]:
         self._enter("audit", actor=actor, action=action, limit=limit, before_seq=before_seq)
@@ -421,12 +527,14 @@ class FakeClient:
 
     # --- deciding -----------------------------------------------------------------------------
 
+    @answers(CheckResult)
     def check(self) -> dict[str, Any]:
         self._enter("check")
         self._require("approver", "check the feed now")
         self.publish("feed", {"serial": 43})
         return {"message": "feed serial 43 is current (not modified)"}
 
+    @answers(Decision)
     def approve(self, approval_id: str, comment: str | None = None) -> dict[str, Any]:
         self._enter("approve", approval_id, comment)
         self._require("approver", "approve or reject updates")
@@ -437,7 +545,7 @@ class FakeClient:
             result = copy.deepcopy(approval)
             if self.deploy_on_approve:
                 self._deploy(approval["target"], f"{approval_id} (platform {approval['target']['platform']})", self.user)
-                approval.update(status="deployed", deployment_id=f"deployment-{self.running}")
+                approval.update(status="deployed", deployment_id=f"dep-{self.running}")
         self.publish("approval", {"id": approval_id})
         self.publish("audit", {"seq": len(self.audit_log), "action": "approve"})
         if self.deploy_on_approve:
@@ -445,6 +553,7 @@ class FakeClient:
             self.publish("revision", {"revision": self.running})
         return {"approval": result, "message": f"{approval_id} approved by {self.user}; deploying now"}
 
+    @answers(Decision)
     def reject(self, approval_id: str, reason: str) -> dict[str, Any]:
         self._enter("reject", approval_id, reason)
         self._require("approver", "approve or reject updates")
@@ -467,6 +576,7 @@ class FakeClient:
                 return approval
         raise ApiError(404, "not-found", f"there is no approval {approval_id}")
 
+    @answers(RollbackOutcome)
     def rollback(self, to_revision: int | None = None, *, reason: str = "", force: bool = False) -> dict[str, Any]:
         self._enter("rollback", to_revision, reason=reason, force=force)
         self._require("admin", "deploy or roll back")
@@ -477,17 +587,21 @@ class FakeClient:
             raise ApiError(409, "refused", f"revision {check['to_revision']} is affected by "
                                            f"{', '.join(check['advisories'])}: roll back with force to allow it")
         with self._lock:
-            origin = self.running
-            self._audit(self.user, "rollback", f"revision {origin} -> {check['to_revision']} (succeeded)",
-                        reason or f"rollback by {self.user}")
-            number = self._deploy(self.revisions_kept[check["to_revision"]]["manifest"],
-                                  f"rollback to revision {check['to_revision']}", self.user)
+            origin, target = self.running, check["to_revision"]
+            reason = reason or f"rollback by {self.user}"  # as the API words an empty reason
+            self.rollbacks_done += 1
+            started = iso(self.now)
+            self._audit(self.user, "rollback", f"revision {origin} -> {target} (succeeded)", reason)
+            number = self._deploy(self.revisions_kept[target]["manifest"], f"rollback to revision {target}", self.user)
+            operation = {"id": f"rb-{self.rollbacks_done}", "instance_id": "host-01",
+                         "from_version": self.revisions_kept[origin]["manifest"]["platform"],
+                         "to_version": self.revisions_kept[target]["manifest"]["platform"], "status": "succeeded",
+                         "created_at": started, "completed_at": iso(self.now), "reason": reason,
+                         "from_revision": origin, "to_revision": target, "actor": self.user}
         self.publish("deployment", {"state": "succeeded", "revision": number})
         self.publish("revision", {"revision": number})
         self.publish("audit", {"seq": len(self.audit_log), "action": "rollback"})
-        return {"operation": {"id": f"rollback-{number}", "from_revision": origin, "to_revision": check["to_revision"],
-                              "status": "succeeded", "reason": reason},
-                "deployment_status": "succeeded", "revision": number, "error": None}
+        return {"operation": operation, "deployment_status": "succeeded", "revision": number, "error": None}
 
     def _check_quietly(self, to_revision: int | None) -> dict[str, Any]:
         calls = len(self.calls)
@@ -496,6 +610,7 @@ class FakeClient:
         finally:
             del self.calls[calls:]
 
+    @answers(PinView)
     def pin(self, level: str, name: str, version: str, reason: str | None = None) -> dict[str, Any]:
         self._enter("pin", level, name, version, reason)
         self._require("admin", "change pins, policies or blocked versions")
@@ -512,6 +627,7 @@ class FakeClient:
         self.publish("feed", {"serial": 43})
         return copy.deepcopy(pin)
 
+    @answers(PinView)
     def unpin(self, level: str, name: str, reason: str | None = None) -> dict[str, Any]:
         self._enter("unpin", level, name, reason)
         self._require("admin", "change pins, policies or blocked versions")
@@ -529,6 +645,7 @@ class FakeClient:
         self.publish("audit", {"seq": len(self.audit_log), "action": "unpin"})
         return copy.deepcopy(pin)
 
+    @answers(EffectivePolicy)
     def set_channel(self, channel: str, suite: str | None = None, reason: str | None = None) -> dict[str, Any]:
         self._enter("set_channel", channel, suite, reason)
         self._require("admin", "change pins, policies or blocked versions")
@@ -553,7 +670,7 @@ def fake_with_history(count: int, *, role: str = "admin") -> FakeClient:
         number: {"number": number, "manifest": {**copy.deepcopy(MANIFESTS[(number - 1) % 4 + 1]), "revision": number},
                  "manifest_sha256": f"{number:064x}", "feed_serial": 38 + number,
                  "created_at": f"2026-{(number * 7) % 12 + 1:02d}-{number % 28 + 1:02d}T02:14:09Z",
-                 "deployment_id": f"deployment-{number}"}
+                 "deployment_id": f"dep-{number}"}
         for number in range(1, count + 1)
     }
     fake.running = count
