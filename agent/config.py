@@ -96,6 +96,20 @@ class FeedConfig(_Table):
     """Feeds larger than this are refused without being parsed."""
 
 
+class DownloadConfig(_Table):
+    """The slowest feed or artifact transfer worth waiting for (``agent.transfer.TransferFloor``)."""
+
+    min_rate: int = Field(default=1024, gt=0)
+    """Bytes per second: a transfer slower than this over ``rate_window`` is abandoned, and so is
+    one taking longer than its declared size at this rate plus ``rate_window``."""
+    rate_window: Annotated[str, AfterValidator(_check_duration)] = "30s"
+    """How long the rate is measured over before a transfer is judged."""
+
+    @property
+    def rate_window_s(self) -> float:
+        return parse_duration(self.rate_window).total_seconds()
+
+
 class SuitePolicy(_Table):
     channel: Channel
     """The channel of this suite's capabilities, overriding ``policy.channel``."""
@@ -195,6 +209,9 @@ class HealthConfig(_Table):
     bake_period: Annotated[str, AfterValidator(_check_duration)] = "10m"
     """After a deployment the changed capabilities are watched this long; one that turns unhealthy is rolled back."""
     watch_interval: Annotated[str, AfterValidator(_check_duration)] = "15s"
+    bake_failures: int = Field(default=3, ge=1, le=1000)
+    """Consecutive failed checks during the bake period before the agent rolls back: one slow
+    answer is not a broken release."""
 
 
 class AlertsConfig(_Table):
@@ -213,6 +230,7 @@ class AgentConfig(_Table):
     state_dir: str = "/var/lib/id1"
     socket: str = "/run/id1/agent.sock"
     feed: FeedConfig = Field(default_factory=FeedConfig)
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     pins: list[VersionPin] = Field(default_factory=list)
     services: ServicesConfig = Field(default_factory=ServicesConfig)

@@ -19,6 +19,8 @@
     ├── ServiceError              a systemctl command failed or could not be run
     ├── UnitError                 a release's units are not its own to install, or its unit
     │                             files cannot be read or written (agent.deploy.units)
+    ├── ReleaseError              a release folder or its ``current`` link cannot be made,
+    │                             switched or trusted (agent.deploy.releases)
     ├── NotFound                  an API request names something that does not exist (404)
     ├── Conflict                  an API request clashes with the agent's state (409)
     ├── Forbidden                 the caller's role does not allow it (403; agent.api.roles)
@@ -139,6 +141,10 @@ class ServiceError(Id1Error):
 
 
 class UnitError(Id1Error):
+    pass
+
+
+class ReleaseError(Id1Error):
     pass
 
 

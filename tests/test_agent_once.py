@@ -81,24 +81,25 @@ def test_install_forced_fix_automatic_rollback_and_replay(site, capsys):
     vendor.publish(1, {"1.0.0": False}, {"1.0.0": "1.0.0"})
     code, err = run_once(capsys, configure("auto-update"))
     assert code == 0, err
-    assert "core/auth (none) → 1.0.0 [latest]: applied" in err and "revision 1 is running" in err
+    assert "deployed: revision 1: core/auth (none) → 1.0.0" in err
     assert layout.current_version("core/auth") == "1.0.0"
 
     vendor.publish(2, {"1.0.0": False, "1.0.1": False}, {"1.0.0": "1.0.0"}, advisory="<1.0.1")
     code, err = run_once(capsys, configure("frozen"))
     assert code == 0, err
-    assert "core/auth 1.0.0 → 1.0.1 [security:ID1-SA-2026-0001]: applied" in err
+    assert "forced-patch: core/auth 1.0.0 → 1.0.1 (ID1-SA-2026-0001 is enforced whatever the policy)" in err
+    assert "deployed: revision 2: core/auth 1.0.0 → 1.0.1" in err
     assert layout.current_version("core/auth") == "1.0.1"
 
     vendor.publish(3, {"1.0.0": False, "1.0.1": False, "1.1.0": True}, {"1.0.0": "1.0.0", "1.1.0": "1.1.0"}, advisory="<1.0.1")
     code, err = run_once(capsys, configure("auto-update"))
     assert code == 1, err
-    assert "core/auth 1.0.1 → 1.1.0 [latest]: rolled back" in err and "answered 500" in err
+    assert "automatic-rollback: core/auth 1.0.1 → 1.1.0" in err and "answered 500" in err
     assert layout.current_version("core/auth") == "1.0.1"
     code, err = run_once(capsys, configure("auto-update"))
-    assert code == 0 and "applied" not in err and "rolled back" not in err, err  # the failed target is not retried
+    assert code == 0 and "deployed" not in err and "rollback" not in err, err  # the failed target is not retried
 
     vendor.publish(2, {"1.0.0": False, "1.0.1": False}, {"1.0.0": "1.0.0"}, advisory="<1.0.1")
     code, err = run_once(capsys, configure("auto-update"))
-    assert code == 3 and "feed rejected" in err and "lower than the accepted 3" in err
+    assert code == 3 and "feed-rejected: " in err and "feed serial 2 is lower than serial 3" in err
     assert layout.current_version("core/auth") == "1.0.1"

@@ -17,6 +17,7 @@ import pytest
 from agent.deploy.artifacts import ArtifactCache
 from agent.deploy.engine import (
     CHECKING,
+    LOOP_GUARD,
     DOWNLOADING,
     INSTALLING_UNITS,
     RESTARTING,
@@ -151,7 +152,9 @@ def test_fresh_install_then_a_broken_update_is_rolled_back_and_blocked(host):
     assert host.store.revisions.latest().number == 1
 
 
-def test_an_agent_killed_before_switching_retries_and_one_killed_after_undoes(host):
+def test_an_agent_killed_anywhere_retries_the_deployment_and_blocks_nothing(host):
+    """A crash is not a bad release: a power cut during a critical fix must not leave the host
+    on the old version with the fix blocked until an admin notices."""
     host.engine().deploy(host.manifest({"core/auth": "1.0.0"}), feed_serial=1)
 
     def crash_at(step):
@@ -160,22 +163,37 @@ def test_an_agent_killed_before_switching_retries_and_one_killed_after_undoes(ho
                 raise Crash(step)
         return hook
 
-    with pytest.raises(Crash):
-        host.engine(crash_at(STAGING)).deploy(host.manifest({"core/auth": "1.0.1"}), feed_serial=2)
-    resumed = host.engine().resume(feed_serial=2)
-    assert resumed.status == DeploymentStatus.SUCCEEDED and resumed.revision == 2
-    assert ReleaseLayout(host.state_dir).current_version("core/auth") == "1.0.1"
-
-    for step in (SWITCHING, VERIFYING):
+    for number, (step, version) in enumerate([(STAGING, "1.0.1"), (SWITCHING, "1.0.2"), (VERIFYING, "1.0.3")], start=2):
         with pytest.raises(Crash):
-            host.engine(crash_at(step)).deploy(host.manifest({"core/auth": "1.0.2"}), feed_serial=3)
-        undone = host.engine().resume()
-        assert undone.status == DeploymentStatus.ROLLED_BACK, undone.error
-        assert f"the agent stopped during {step}" in undone.error
-        assert ReleaseLayout(host.state_dir).current_version("core/auth") == "1.0.1"
+            host.engine(crash_at(step)).deploy(host.manifest({"core/auth": version}), feed_serial=number)
+        resumed = host.engine().resume(feed_serial=number)
+        assert resumed.status == DeploymentStatus.SUCCEEDED and resumed.revision == number, resumed.error
+        assert ReleaseLayout(host.state_dir).current_version("core/auth") == version
         assert host.services.is_active("id1-core-auth.service")
-        host.store.blocked.remove("core/auth@1.0.2")
+        assert not host.store.blocked.refs()
+        journal = host.store.deployments.get(resumed.deployment_id).journal
+        assert [entry.state for entry in journal].count(CHECKING) == 2  # one per run: the first and the retry
     assert host.engine().resume() is None
+
+
+def test_a_deployment_cut_off_again_and_again_is_undone_and_blocked_as_interrupted(host):
+    host.engine().deploy(host.manifest({"core/auth": "1.0.0"}), feed_serial=1)
+
+    def crash_in_verifying(state):
+        if state == VERIFYING:
+            raise Crash(state)
+
+    with pytest.raises(Crash):
+        host.engine(crash_in_verifying).deploy(host.manifest({"core/auth": "1.1.0"}), feed_serial=2)
+    for _ in range(LOOP_GUARD - 1):  # each start runs it again, and it is cut off again
+        with pytest.raises(Crash):
+            host.engine(crash_in_verifying).resume(feed_serial=2)
+    undone = host.engine().resume(feed_serial=2)
+    assert undone.status == DeploymentStatus.ROLLED_BACK
+    assert f"the deployment was cut off {LOOP_GUARD} times (last during verifying)" in undone.error
+    assert ReleaseLayout(host.state_dir).current_version("core/auth") == "1.0.0"
+    [blocked] = host.store.blocked.list()
+    assert (str(blocked.ref), str(blocked.source)) == ("core/auth@1.1.0", "interrupted")
 
 
 def test_a_tampered_artifact_is_refused_before_anything_switches(host):
@@ -216,10 +234,10 @@ def test_sigkill_in_every_state_converges_on_the_next_start(host, state):
     result = host.engine().resume(feed_serial=2)
     assert result is not None and host.store.deployments.active() is None
     layout = ReleaseLayout(host.state_dir)
-    if result.status == DeploymentStatus.SUCCEEDED:
-        assert state in (CHECKING, DOWNLOADING, STAGING) and layout.current_version("core/auth") == "1.1.0"
+    if result.status == DeploymentStatus.SUCCEEDED:  # a crash is retried, wherever it happened
+        assert state != ROLLING_BACK and layout.current_version("core/auth") == "1.1.0"
         assert host.store.revisions.latest().number == 2
-    else:
+    else:  # the broken release: the undo the crash cut off is finished
         assert result.status == DeploymentStatus.ROLLED_BACK, result.error
         assert layout.current_version("core/auth") == "1.0.0"
         assert host.store.revisions.latest().number == 1

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from agent.deploy.releases import ReleaseLayout
+from agent.errors import ReleaseError
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_current_switches_atomically_between_versions(layout):
 def test_switching_to_a_missing_release_changes_nothing(layout):
     make_release(layout, "core/auth", "1.0.0")
     layout.switch_current("core/auth", "1.0.0")
-    with pytest.raises(FileNotFoundError, match="1.9.9"):
+    with pytest.raises(ReleaseError, match="1.9.9"):
         layout.switch_current("core/auth", "1.9.9")
     assert layout.current_version("core/auth") == "1.0.0"
 

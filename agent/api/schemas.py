@@ -278,6 +278,8 @@ class Advisory(BaseModel):
 class DeploymentRequest(_Body):
     target_hash: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
     """The target shown to the admin (``id1 updates``): deployed only if it is still the target."""
+    force: bool = False
+    """Deploy a target that an enforced advisory affects (exposed): audited with the advisories."""
 
 
 class DeploymentUpdate(_Body):
@@ -287,7 +289,7 @@ class DeploymentUpdate(_Body):
 class EnforceOutcome(BaseModel):
     deployment_id: str | None
     status: str
-    """The deployment's status: ``succeeded``, ``failed`` or ``rolled_back``."""
+    """The deployment's status: ``succeeded``, ``failed``, ``rolled_back`` or ``undo_failed``."""
     revision: int | None
     error: str | None
 

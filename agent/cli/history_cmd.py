@@ -76,14 +76,17 @@ def history_lines(revisions: list[dict[str, Any]], rollbacks: list[dict[str, Any
                 for revision in sorted(revisions, key=lambda r: r["number"], reverse=True)]
         lines = table(rows, ("REV", "PLATFORM", f"DEPLOYED ({local_zone()})", "FEED", "HOW"), indent=0)
         lines.append("(* running; roll back with: id1 rollback --to REVISION --reason TEXT)")
-    failed = [d for d in deployments if d["status"] in ("rolled_back", "failed")][:FAILED_SHOWN]
+    failed = [d for d in deployments if d["status"] in FAILED_WORDS][:FAILED_SHOWN]
     if failed:
         lines.append("")
         lines.append("Failed deployments (newest first):")
         for deployment in failed:
-            status = "rolled back" if deployment["status"] == "rolled_back" else "failed"
+            status = FAILED_WORDS[deployment["status"]]
             lines += block(f"  {deployment['id']}", f"{status} {moment(deployment.get('completed_at'))}: {deployment.get('error') or ''}")
     return lines
+
+
+FAILED_WORDS = {"rolled_back": "rolled back", "failed": "failed", "undo_failed": "UNDO FAILED (the host may run a mix of versions)"}
 
 
 def _origins(revisions: list[dict[str, Any]], rollbacks: list[dict[str, Any]]) -> dict[int, str]:

@@ -1,7 +1,9 @@
 """``id1 agent run``: the daemon — API on the Unix socket, scheduled jobs, one deployment worker.
 
-    start     open the store (a second agent is refused), finish or undo an interrupted
-              deployment, serve the API, start the jobs, tell systemd READY=1
+    start     open the store (a second agent is refused), serve the API, start the jobs, tell
+              systemd READY=1; then, as the worker's first job, finish or undo an interrupted
+              deployment and reconcile (``id1 status`` shows it meanwhile). A start-up that
+              fails or hangs there never keeps the API down: an admin can always look and act
     SIGTERM   stop taking work; a deployment that has not switched yet stops at its next step,
               one already switching is finished, except that its health check is cut short
               (STOP_GRACE_S) and the unverified change undone, to be tried again at the next
@@ -72,8 +74,7 @@ class Daemon:
             service.config_source = str(self.config_path)
             if self.stop_requested.is_set():
                 service.stopping.set()
-            await loop.run_in_executor(self.worker, service.start)
-            if not self.stop_requested.is_set():
+            else:
                 await self._serve(service)
         finally:
             # The current step ends first; work queued behind it (a reconcile, a poll) is dropped.
@@ -93,6 +94,8 @@ class Daemon:
             scheduler.start()
             self.scheduler = scheduler
             service.next_check = next_poll(scheduler)
+            service.set_activity("starting: finishing what the last run left, then planning")
+            service.later(service.start)  # the worker's first job: polls and API actions queue behind it
             self.notifier.ready()
             self._report_activity(service.activity.text)
             logger.info("id1 agent %s serving on %s", self.instance_id, self.config.socket)

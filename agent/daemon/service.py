@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,14 +34,14 @@ from agent.audit import AuditLog
 from agent.config import AgentConfig, PolicyConfig, SuitePolicy, VersionPin, parse_duration
 from agent.daemon.events import EventBus
 from agent.deploy.artifacts import ArtifactCache
-from agent.deploy.engine import DeployResult, Engine, RollbackResult
+from agent.deploy.engine import DeployResult, Engine, RollbackRefused, RollbackResult
 from agent.deploy.health import DEFAULT_TIMEOUT_S as DEFAULT_HEALTH_TIMEOUT_S
 from agent.deploy.health import HealthChecker, HealthResult
 from agent.deploy.releases import ReleaseLayout
 from agent.deploy.retention import RetentionReport, apply_retention
 from agent.deploy.rollback import RollbackCheck
 from agent.deploy.services import ServiceController
-from agent.errors import Conflict, FeedRejected, Id1Error, NotFound
+from agent.errors import Conflict, FeedRejected, Id1Error, NotFound, StoreError
 from agent.feed.catalog import Catalog
 from agent.feed.client import FeedClient
 from agent.feed.verify import trusted_keys_from_config
@@ -49,12 +50,14 @@ from agent.planning import APPLY, AWAIT_APPROVAL, Manifest, make_plan
 from agent.planning.model import Plan
 from agent.planning.policy import effective_policy
 from agent.planning.rollout import wariness
-from agent.planning.security import enforce_advisory
+from agent.planning.security import enforce_advisory, enforced_advisories
 from agent.planning.selection import Selection
 from agent.planning.plan import parse_blocked
 from agent.store import DeploymentStatus, Store
+from agent.store.records import PendingAudit
 from agent.store.errors import InvalidTransition
 from agent.store.store import utc_now
+from agent.transfer import TransferFloor
 from agent.versions import parse_version
 from agent.window import in_window, next_window_start
 
@@ -74,13 +77,25 @@ class Activity:
 
 
 @dataclass
+class _Entry:
+    """An audit entry being written with the change it describes (``AgentService._audited``)."""
+
+    what: str = ""
+    why: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class BakeWatch:
     """Capabilities changed by the last deployment, watched until ``until`` (health watch job)."""
 
     revision: int
     previous: int | None
+    """The revision the deployment replaced: where an automatic rollback goes."""
     capabilities: tuple[str, ...]
     until: datetime
+    failures: int = 0
+    """Failed checks in a row; a passing check resets it."""
 
 
 class StopAwareHealth(HealthChecker):
@@ -146,13 +161,15 @@ class AgentService:
         self._busy = 0
         self.on_activity: Callable[[str], None] = lambda text: None
         """Told what the agent is doing, in words (the daemon passes it to systemd's STATUS)."""
+        self.on_decision: Callable[[str], None] = lambda line: None
+        """Told each decision in the one line the log gets (``id1 agent run --once`` prints them)."""
         state_dir = Path(config.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(state_dir, clock=clock)
         try:
             self.audit = AuditLog(state_dir / "audit", clock=clock)
-            self.feed = _feed_client(config)
-            self.cache = ArtifactCache(state_dir / "cache")
+            self.feed = _feed_client(config, self.store)
+            self.cache = ArtifactCache(state_dir / "cache", floor=_transfer_floor(config))
         except BaseException:
             self.store.close()
             raise
@@ -168,6 +185,8 @@ class AgentService:
         self.last_success: datetime | None = self.store.feed_state.get().last_success
         self.last_error: str | None = None
         self.bake: BakeWatch | None = None
+        self.outcomes: list[DeployResult] = []
+        """Every deployment this service ended, in order (``id1 agent run --once`` reads its pass's)."""
         self.warnings: list[str] = [*self.store.startup_warnings, *self.audit.warnings]
 
     def _make_engine(self) -> Engine:
@@ -234,10 +253,13 @@ class AgentService:
         """A reloaded config (SIGHUP): feed, services and policy take effect now; then replan."""
         old = self.config
         self.config = config
-        if (config.feed.url, config.feed.trusted_keys, config.feed.max_bytes) != (old.feed.url, old.feed.trusted_keys, old.feed.max_bytes):
+        if (config.feed, config.download) != (old.feed, old.download):
             if self.feed is not None:
                 self.feed.close()
-            self.feed = _feed_client(config)
+            self.feed = _feed_client(config, self.store)
+        if config.download != old.download:
+            self.cache.close()
+            self.cache = ArtifactCache(Path(config.state_dir) / "cache", floor=_transfer_floor(config))
         if config.alerts.webhook != old.alerts.webhook:
             if self.notifier is not None:
                 self.notifier.close()
@@ -257,13 +279,27 @@ class AgentService:
     # --- start ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Finish or undo what a killed agent left, load the feed in force and plan."""
+        """Finish or undo what a killed agent left, load the feed in force and plan. A failure
+        is kept in ``warnings`` (``id1 status``) and raised; the agent goes on serving."""
+        try:
+            self._start()
+        except Exception as error:
+            words = str(error) if isinstance(error, Id1Error) else f"unexpected {type(error).__name__}: {error}"
+            self.warnings.append(f"the start-up did not finish ({words}); the agent serves the API, "
+                                 "and finishes an interrupted deployment at the next poll")
+            raise
+        finally:
+            self.set_activity("idle")
+
+    def _start(self) -> None:
         for warning in self.warnings:
             logger.warning("%s", warning)
+        self.settle_pending_audit()
         self.set_activity("finishing an interrupted deployment")
         result = self.engine.resume()
         if result is not None:
             self._after_deployment(result, "an interrupted deployment", actor=AGENT)
+        self._settle_approval()
         drift = self.engine.drift()
         if drift:
             latest = self.store.revisions.latest()
@@ -340,6 +376,11 @@ class AgentService:
         """Plan, keep the pending approval in step with the target, deploy what may go now."""
         if self.catalog is None:
             return "no feed accepted yet"
+        if self.store.deployments.active() is not None:  # left by a start-up that did not finish
+            self.set_activity("finishing an interrupted deployment")
+            resumed = self.engine.resume()
+            if resumed is not None:
+                self._after_deployment(resumed, "an interrupted deployment", actor=AGENT)
         self.set_activity("planning")
         self.plan = plan = self.make_plan(windowed=False)
         self._propose(plan)
@@ -369,6 +410,16 @@ class AgentService:
         self.set_activity("idle")
         return (f"deployed revision {result.revision}" if result.status == DeploymentStatus.SUCCEEDED
                 else f"deployment {result.status.value}: {result.error}")
+
+    def _settle_approval(self) -> None:
+        """An approval whose target runs is deployed, even if the agent stopped between the
+        deployment's commit and marking it (it would otherwise stay "approved" for ever)."""
+        approved = self.store.approvals.approved_waiting()
+        latest = self.store.revisions.latest()
+        if approved is None or latest is None or Manifest.model_validate(latest.manifest).content_hash() != approved.target_hash:
+            return
+        self.store.approvals.mark(approved.id, "deployed", deployment_id=latest.deployment_id)
+        self.events.publish("approval", {"id": approved.id, "status": "deployed"})
 
     def _propose(self, plan: Plan | None) -> None:
         if plan is None or not plan.valid:
@@ -436,24 +487,29 @@ class AgentService:
         return result.status != DeploymentStatus.SUCCEEDED and self.stopping.is_set()
 
     def _after_deployment(self, result: DeployResult, what: str, *, actor: str, rollback: bool = False) -> None:
+        self.outcomes.append(result)
         if self.interrupted(result):
-            # The engine blocks what it undid, as for a failed release; but nothing is known
-            # against these versions, so the next start may deploy them again.
-            prefix = f"deployment {result.deployment_id} failed"
-            unblocked = [str(item.ref) for item in self.store.blocked.list() if str(item.reason).startswith(prefix)]
-            for ref in unblocked:
-                self.store.blocked.remove(ref)
+            # Nothing is known against these versions (the engine blocks nothing when stopping),
+            # so the next start deploys them again.
             undone = "undone" if result.status == DeploymentStatus.ROLLED_BACK else "stopped before it changed anything"
             self._decided(AGENT, "deployment-interrupted", what, f"the agent was stopping; the deployment was {undone} "
                           "and is tried again at the next start", details={"deployment": result.deployment_id, "error": result.error or ""})
         elif result.status == DeploymentStatus.SUCCEEDED:
             self._decided(actor, "deployed", f"revision {result.revision}: {what}", "", audit_only=rollback)
-            previous = self.store.revisions.get(result.revision - 1) if result.revision and result.revision > 1 else None
-            self.bake = BakeWatch(result.revision, previous.number if previous else None, result.changed,
-                                  self.clock() + parse_duration(self.config.health.bake_period))
+            # A rollback is not watched: going "back" from it would be going forward onto what
+            # was just left.
+            if not rollback:
+                deployment = self.store.deployments.get(result.deployment_id)
+                self.bake = BakeWatch(result.revision, deployment.from_revision if deployment else None, result.changed,
+                                      self.clock() + parse_duration(self.config.health.bake_period))
+            else:
+                self.bake = None
             self.retention()
         elif result.status == DeploymentStatus.ROLLED_BACK:
             self._decided(AGENT, "automatic-rollback", what, result.error or "", alert=ROLLBACK)
+        elif result.status == DeploymentStatus.UNDO_FAILED:
+            self._decided(AGENT, "undo-failed", what, (result.error or "") + "; an admin must act: id1 status, then "
+                          "id1 rollback --to a kept revision", alert=DEPLOYMENT_FAILED)
         else:
             self._decided(AGENT, "deployment-failed", what, result.error or "", alert=DEPLOYMENT_FAILED)
         self.events.publish("deployment", {"state": result.status.value, "id": result.deployment_id, "revision": result.revision})
@@ -473,22 +529,38 @@ class AgentService:
             self.bake = None
             return None
         entries = Manifest.model_validate(latest.manifest).capabilities()
+        problem = None
         for ref in bake.capabilities:
             entry = entries.get(ref)
-            if entry is None:
-                continue
-            problem = self.engine.health.probe(entry.units, entry.health)
-            if problem is None:
-                continue
-            self.bake = None
-            reason = f"{ref} {entry.version} turned unhealthy within the bake period: {problem}"
-            if bake.previous is None:
-                self._decided(AGENT, "health-failed", reason, "no earlier revision to roll back to", alert=DEPLOYMENT_FAILED)
-                return reason
-            result = self.engine.rollback(bake.previous, catalog=self.catalog, reason=reason, actor=AGENT, force=True)
-            self._after_rollback(result, AGENT, automatic=True)
+            if entry is not None and (found := self.engine.health.probe(entry.units, entry.health)) is not None:
+                problem = f"{ref} {entry.version} turned unhealthy within the bake period: {found}"
+                break
+        if problem is None:
+            bake.failures = 0
+            return None
+        bake.failures += 1
+        needed = self.config.health.bake_failures
+        if bake.failures < needed:
+            logger.warning("health watch: %s (check %d of %d in a row before a rollback)", problem, bake.failures, needed)
+            return None
+        self.bake = None
+        reason = f"{problem} ({bake.failures} checks in a row)"
+        if bake.previous is None or self.store.revisions.get(bake.previous) is None:
+            self._decided(AGENT, "health-failed", reason, "no earlier revision to roll back to", alert=DEPLOYMENT_FAILED)
             return reason
-        return None
+        blocked = sorted(self.store.blocked.refs() & _release_refs(self.store.revisions.get(bake.previous).manifest))
+        if blocked:  # the agent never puts a blocked version back by itself
+            self._decided(AGENT, "health-failed", reason, f"revision {bake.previous} has blocked versions ({', '.join(blocked)}): "
+                          "not rolled back automatically; an admin decides (id1 rollback --to)", alert=DEPLOYMENT_FAILED)
+            return reason
+        try:
+            result = self.engine.rollback(bake.previous, catalog=self.catalog, reason=reason, actor=AGENT,
+                                          enforce_severity=self.config.policy.enforce_severity)
+        except RollbackRefused as refused:  # e.g. onto a version an enforced advisory affects
+            self._decided(AGENT, "health-failed", reason, f"not rolled back automatically: {refused}", alert=DEPLOYMENT_FAILED)
+            return reason
+        self._after_rollback(result, AGENT, automatic=True)
+        return reason
 
     # --- an admin's decisions -----------------------------------------------------------------
 
@@ -496,15 +568,15 @@ class AgentService:
         approval = self._approval(approval_id)
         if self.plan is not None and self.plan.target_hash != approval.target_hash and approval.status == "pending":
             raise Conflict(f"{approval_id} is for a target that has changed since; look at `id1 updates` again")
-        approval = self.store.approvals.approve(approval_id, actor, comment)
-        self._decided(actor, "approve", approval_id, comment or "")
+        with self._audited(actor, "approve", approval_id, comment or ""):
+            approval = self.store.approvals.approve(approval_id, actor, comment)
         self.later(self.reconcile)
         return approval
 
     def reject(self, approval_id: str, actor: str, reason: str) -> Any:
         self._approval(approval_id)
-        approval = self.store.approvals.reject(approval_id, actor, reason)
-        self._decided(actor, "reject", approval_id, reason)
+        with self._audited(actor, "reject", approval_id, reason):
+            approval = self.store.approvals.reject(approval_id, actor, reason)
         return approval
 
     def _approval(self, approval_id: str):
@@ -516,39 +588,44 @@ class AgentService:
     def set_pin(self, actor: str, level: str, name: str, version: str, reason: str | None) -> VersionPin:
         if any(pin.key == (level, name) for pin in self.config.pins):
             raise Conflict(f"{level} {name} is pinned in the config file, which the API does not change; edit {self.config_source}")
-        pin = self.store.pins.set(level, name, version, reason)
-        self._decided(actor, "pin", pin.describe(), reason or "")
+        with self._audited(actor, "pin", why=reason or "") as entry:
+            pin = self.store.pins.set(level, name, version, reason)
+            entry.what = pin.describe()
         self.later(self.reconcile)
         return pin
 
     def remove_pin(self, actor: str, level: str, name: str, reason: str | None = None) -> VersionPin:
         if any(pin.key == (level, name) for pin in self.config.pins):
             raise Conflict(f"{level} {name} is pinned in the config file, which the API does not change; edit {self.config_source}")
-        pin = self.store.pins.remove(level, name)
-        if pin is None:
-            raise NotFound(f"{level} {name} is not pinned")
-        self._decided(actor, "unpin", pin.describe(), reason or "")
+        with self._audited(actor, "unpin", why=reason or "") as entry:
+            pin = self.store.pins.remove(level, name)
+            if pin is None:
+                raise NotFound(f"{level} {name} is not pinned")
+            entry.what = pin.describe()
         self.later(self.reconcile)
         return pin
 
     def create_policy(self, actor: str, **fields: Any):
-        policy = self.store.policies.create(**fields)
-        self._decided(actor, "policy", f"created {policy.id}: {policy.channel}" + (f" for suite {policy.suite}" if policy.suite else ""), policy.description or "")
+        with self._audited(actor, "policy") as entry:
+            policy = self.store.policies.create(**fields)
+            entry.what = f"created {policy.id}: {policy.channel}" + (f" for suite {policy.suite}" if policy.suite else "")
+            entry.why = policy.description or ""
         self.later(self.reconcile)
         return policy
 
     def update_policy(self, actor: str, policy_id: str, **fields: Any):
         if self.store.policies.get(policy_id) is None:
             raise NotFound(f"there is no policy {policy_id}")
-        policy = self.store.policies.update(policy_id, **fields)
-        self._decided(actor, "policy", f"updated {policy.id}: {', '.join(f'{k}={v}' for k, v in fields.items())}", "")
+        with self._audited(actor, "policy") as entry:
+            policy = self.store.policies.update(policy_id, **fields)
+            entry.what = f"updated {policy.id}: {', '.join(f'{k}={v}' for k, v in fields.items())}"
         self.later(self.reconcile)
         return policy
 
     def delete_policy(self, actor: str, policy_id: str) -> None:
-        if not self.store.policies.delete(policy_id):
-            raise NotFound(f"there is no policy {policy_id}")
-        self._decided(actor, "policy", f"deleted {policy_id}", "")
+        with self._audited(actor, "policy", f"deleted {policy_id}"):
+            if not self.store.policies.delete(policy_id):
+                raise NotFound(f"there is no policy {policy_id}")
         self.later(self.reconcile)
 
     def set_channel(self, actor: str, channel: str, suite: str | None, reason: str | None = None):
@@ -557,20 +634,21 @@ class AgentService:
         before = self.planning_policy(windowed=False)
         was = before.suites[suite].channel if suite and suite in before.suites else before.channel
         existing = [p for p in self.store.policies.list() if p.suite == suite and p.enabled]
-        if existing:
-            newest = max(existing, key=lambda p: (p.updated_at, p.id))
-            policy = self.store.policies.update(newest.id, channel=channel)
-        else:
-            policy = self.store.policies.create(name=f"{suite or 'instance'} channel", channel=channel, suite=suite, description=reason)
-        self._decided(actor, "policy", f"channel of {scope}: {was} → {channel} ({policy.id})", reason or "",
-                      details={"policy": policy.id, "suite": suite, "channel": channel, "was": was})
+        with self._audited(actor, "policy", why=reason or "") as entry:
+            if existing:
+                newest = max(existing, key=lambda p: (p.updated_at, p.id))
+                policy = self.store.policies.update(newest.id, channel=channel)
+            else:
+                policy = self.store.policies.create(name=f"{suite or 'instance'} channel", channel=channel, suite=suite, description=reason)
+            entry.what = f"channel of {scope}: {was} → {channel} ({policy.id})"
+            entry.details = {"policy": policy.id, "suite": suite, "channel": channel, "was": was}
         self.later(self.reconcile)
         return policy
 
     def unblock(self, actor: str, ref: str, reason: str | None = None) -> None:
-        if not self.store.blocked.remove(ref):
-            raise NotFound(f"{ref} is not blocked")
-        self._decided(actor, "unblock", ref, reason or "")
+        with self._audited(actor, "unblock", ref, reason or ""):
+            if not self.store.blocked.remove(ref):
+                raise NotFound(f"{ref} is not blocked")
         self.later(self.reconcile)
 
     def check_rollback(self, to_revision: int | None) -> RollbackCheck:
@@ -608,16 +686,39 @@ class AgentService:
         self._after_deployment(result.deployment, f"rollback to revision {operation.to_revision}", actor=actor, rollback=True)
         self.plan = self.make_plan(windowed=False)
 
-    def deploy_target(self, actor: str, target_hash: str) -> DeployResult:
-        """An admin deploys the current target now, whatever the channel and window (``POST /deployments``)."""
+    def deploy_target(self, actor: str, target_hash: str, *, force: bool = False) -> DeployResult:
+        """An admin deploys the current target now, whatever the channel and window (``POST
+        /deployments``), with the planner's safeguards: what ``next`` holds back (a change that
+        would break a capability staying put) stays held, and a target that an enforced advisory
+        affects (exposed) needs ``force``, which is audited."""
         def work() -> DeployResult:
             plan = self.make_plan(windowed=False)
             if plan is None or plan.target_hash != target_hash:
                 raise Conflict("the target has changed since it was shown; look at `id1 updates` again")
             if not plan.valid or plan.target is None:
                 raise Conflict("the target is invalid: " + "; ".join(p.detail for p in plan.problems))
-            self._decided(actor, "deploy", f"target {target_hash[:12]}", "deployed now by an admin")
-            result = self.deploy(plan.target, target_hash=plan.target_hash, what="the current target", actor=actor)
+            severity = self.config.policy.enforce_severity
+            exposed = [f"{ref} {entry.version} ({', '.join(a.id for a in advisories)})"
+                       for ref, entry in sorted(plan.target.capabilities().items())
+                       if (advisories := enforced_advisories(self.catalog, ref, entry.version, severity))]
+            if exposed and not force:
+                raise Conflict(f"the target is exposed: {'; '.join(exposed)} affected by an enforced advisory with no fix; "
+                               "deploy it anyway with force")
+            if exposed:
+                manifest, why = plan.target, f"deployed now by an admin, forced past {'; '.join(exposed)}"
+            else:
+                everything = self.planning_policy(windowed=False)
+                everything = everything.model_copy(update={"channel": "auto-update", "suites": {
+                    suite: SuitePolicy(channel="auto-update") for suite in everything.suites}})
+                latest = self.store.revisions.latest()
+                now_plan = make_plan(self.catalog, everything, self.pins(), Manifest.model_validate(latest.manifest) if latest else None,
+                                     now=self.clock(), instance_id=self.instance_id, blocked=self.store.blocked.refs())
+                manifest, why = now_plan.next, "deployed now by an admin"
+                held = [p.detail for p in now_plan.problems if p.code == "deferred"]
+                if held:
+                    why += f"; held back: {'; '.join(held)}"
+            self._decided(actor, "deploy", f"target {target_hash[:12]}", why)
+            result = self.deploy(manifest, target_hash=plan.target_hash, what="the current target", actor=actor)
             self.plan = self.make_plan(windowed=False)
             return result
         return self.exclusive(work)
@@ -670,30 +771,26 @@ class AgentService:
             logger.warning("%s", error)
 
     def metrics_snapshot(self) -> MetricsSnapshot:
-        recent = [d for d in self.store.deployments.recent(1000) if d.finished]
-        totals: dict[str, int] = {}
-        for deployment in recent:
-            totals[deployment.status.value] = totals.get(deployment.status.value, 0) + 1
+        # Counters from the store's running totals: counted from the records still kept, they
+        # would go down as old records move to history/ (and after a restore).
+        totals = self.store.totals.get()
+        recent = [d for d in self.store.deployments.recent(50) if d.finished]
         durations = [(d.completed_at - d.started_at).total_seconds() for d in reversed(recent) if d.completed_at and d.started_at]
-        rollbacks = {"automatic": 0, "manual": 0}
-        for operation in self.store.rollbacks.list(1000):
-            rollbacks["automatic" if operation.actor == AGENT else "manual"] += 1
-        rollbacks["automatic"] += totals.get("rolled_back", 0)
         latest = self.store.revisions.latest()
         return MetricsSnapshot(
             instance_id=self.instance_id,
             agent_info=AgentInfo(__version__, self.planning_policy(windowed=False).channel),
             policy_compliance_ratio=self.compliance(),
-            deployments_total=totals,
-            deployment_duration_seconds=durations[-50:],
-            rollbacks_total=rollbacks,
+            deployments_total={},
+            deployment_duration_seconds=durations,
+            rollbacks_total={},
             pending_approvals=1 if self.store.approvals.pending() else 0,
             exposed_advisories=sum(1 for p in (self.plan.problems if self.plan else ()) if p.code == "exposed"),
             last_successful_check_timestamp=self.last_success.timestamp() if self.last_success else None,
             last_deployment_timestamp=recent[0].completed_at.timestamp() if recent and recent[0].completed_at else None,
             current_revision=latest.number if latest else None,
             blocked_versions=len(self.store.blocked.refs()),
-        )
+        ).with_totals(totals.deployments, totals.rollbacks)
 
     def compliance(self) -> float:
         """Share of capabilities running what the policy says they should (a forced fix not yet
@@ -709,18 +806,66 @@ class AgentService:
 
     # --- audit ------------------------------------------------------------------------------
 
+    @contextmanager
+    def _audited(self, actor: str, action: str, what: str = "", why: str = "") -> Iterator[_Entry]:
+        """An admin's change and its audit entry, stored in one write (the block's store calls
+        and the entry); then the entry goes to the audit log. The block may fill in the entry."""
+        entry = _Entry(what, why)
+        with self.store.batch():
+            yield entry
+            pending = self.store.pending_audit.add(actor=actor, action=action, what=entry.what, why=entry.why, details=entry.details)
+        self._audit_pending(pending)
+
+    def _audit_pending(self, pending: PendingAudit, *, late: bool = False) -> None:
+        why = pending.why + (" (audited at start: the agent stopped before it wrote this entry)" if late else "")
+        self._decided(pending.actor, pending.action, pending.what, why, details={**pending.details, "pending": pending.ref})
+        self.store.pending_audit.remove(pending)
+
+    def settle_pending_audit(self) -> None:
+        """Audit the changes stored by a run that stopped before their entries reached the log."""
+        pending = self.store.pending_audit.list()
+        if not pending:
+            return
+        logged = {entry.details.get("pending") for entry in self.audit.entries(limit=500)}
+        for entry in pending:
+            if entry.ref in logged:
+                self.store.pending_audit.remove(entry)
+            else:
+                self._audit_pending(entry, late=True)
+
     def _decided(self, actor: str, action: str, what: str, why: str, *, alert: str | None = None,
                  details: dict[str, Any] | None = None, audit_only: bool = False) -> None:
         entry = self.audit.record(actor=actor, action=action, what=what, why=why, details=details)
         self.events.publish("audit", {"seq": entry.seq, "action": action})
         if alert is not None and self.notifier is not None and not audit_only:
             self.notifier.notify(alert, f"{what}: {why}" if why else what, {"actor": actor, "action": action, **(details or {})})
-        logger.info("%s: %s%s", action, what, f" ({why})" if why else "")
+        line = f"{action}: {what}" + (f" ({why})" if why else "")
+        logger.info("%s", line)
+        self.on_decision(line)
 
 
-def _feed_client(config: AgentConfig) -> FeedClient | None:
-    """The feed client, or None without ``feed.url`` (the daemon then serves the API and checks no feed)."""
+def _transfer_floor(config: AgentConfig) -> TransferFloor:
+    return TransferFloor(config.download.min_rate, config.download.rate_window_s)
+
+
+def _release_refs(manifest: dict[str, Any]) -> set[str]:
+    return {f"{ref}@{entry.version}" for ref, entry in Manifest.model_validate(manifest).capabilities().items()}
+
+
+def _feed_client(config: AgentConfig, store: Store) -> FeedClient | None:
+    """The feed client, or None without ``feed.url`` (the daemon then serves the API and checks no feed).
+
+    Its rollback floor is also the highest serial the store has seen (the last accepted feed's,
+    and the one each kept revision was deployed from), so that losing ``<state_dir>/feed`` does
+    not let an older, still unexpired feed back in.
+    """
     if not config.feed.url:
         return None
+    known = [store.feed_state.get().serial]
+    try:
+        known += [revision.feed_serial for revision in store.revisions.list()]
+    except StoreError as error:  # a revision's manifest unreadable: keep the floor we have, start anyway
+        logger.warning("the feed's rollback floor leaves out the kept revisions: %s", error)
     return FeedClient(config.feed.url, Path(config.state_dir) / "feed", trusted_keys_from_config(config.feed.trusted_keys),
-                      max_bytes=config.feed.max_bytes)
+                      max_bytes=config.feed.max_bytes, min_serial=max((s for s in known if s is not None), default=None),
+                      floor=_transfer_floor(config))

@@ -1,15 +1,21 @@
 """The deployment state machine: a ``next`` manifest → running services, or the old ones back.
 
-    checking → downloading → staging → installing-units → switching → restarting → verifying
-        → committed                                        (a new revision)
-    any failure after units or links changed → rolling-back → rolled-back (the failed versions
-        blocked) ; a failure before that → failed (nothing on the host changed)
+    created → checking → downloading → staging → installing-units → switching → restarting
+        → verifying → committed                            (a new revision)
+    a failure after units or links changed → rolling-back → rolled-back (the failed versions
+        blocked), or undo-failed when not everything came back healthy
+    a failure before that → failed (nothing on the host changed)
 
 Every step is recorded in the store before it is taken, so an agent killed anywhere finds the
-deployment in ``store.deployments.active()`` on its next start; ``resume()`` then retries it from
-the start when nothing had been switched yet (every step up to staging is idempotent: artifacts
-are cached by digest, release folders appear whole or not at all), and otherwise undoes it. A
-deployment that keeps re-entering the same step is stopped by a loop guard and undone.
+deployment in ``store.deployments.active()`` on its next start. A crash is not a bad release:
+``resume()`` runs the deployment again from the start, whatever step it was cut off in (every
+step is idempotent: artifacts are cached by digest, release folders appear whole and are
+verified before re-use, unit files and links are only written when they differ). Each run
+journals one ``checking`` entry; after LOOP_GUARD runs cut off the same way the deployment is
+undone and its versions blocked as ``interrupted`` (repeated interruption is evidence). An undo
+cut off is resumed as an undo; after UNDO_ATTEMPTS it ends ``undo-failed`` without trying again,
+so a host whose undo crashes the agent still comes up and an admin can act. Any error, foreseen
+or not, ends or undoes the deployment: none stays "in progress".
 
 Only capabilities whose version or artifact changes are touched and restarted, in dependency
 order (a capability after those it requires). A capability owns exactly the units its release
@@ -17,6 +23,11 @@ lists (agent.deploy.units): they are checked at staging, installed, and enabled 
 restart, so they come back after a reboot; a unit a new version no longer lists, and every unit
 of a removed capability, is stopped, disabled and its file removed at the switch. An undo does
 the same in reverse: units only the failed version had go, the previous version's come back.
+
+A release folder is re-used only if it still holds the artifact the manifest names, unchanged
+(agent.deploy.releases records what it was unpacked from); otherwise it is unpacked again from
+the verified artifact. A folder that is running (``current``) and holds other bytes is never
+replaced in place: the deployment fails before anything changes.
 
 ``rollback()`` goes back to a kept revision: checked first (rollback.py), recorded as a
 ``RollbackOperation``, then deployed like any target; the versions it leaves are blocked for
@@ -26,6 +37,7 @@ host runs afterwards.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,22 +50,28 @@ from agent.deploy.releases import ReleaseLayout
 from agent.deploy.rollback import RollbackCheck, check_rollback
 from agent.deploy.services import ServiceController
 from agent.deploy.units import UnitFolder, release_unit_files
-from agent.errors import Id1Error
+from agent.errors import Id1Error, ReleaseError
 from agent.feed.catalog import Catalog
 from agent.feed.units import unit_file_name
 from agent.planning.manifest import DeployedCapability, Manifest
 from agent.store import BlockSource, Deployment, DeploymentStatus, RollbackOperation, RollbackStatus, Store
 from agent.store.store import utc_now
 
+logger = logging.getLogger("id1.agent")
+
+CREATED = "created"
 CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS = "checking", "downloading", "staging", "installing-units"
 SWITCHING, RESTARTING, VERIFYING, COMMITTED = "switching", "restarting", "verifying", "committed"
-ROLLING_BACK, ROLLED_BACK, FAILED = "rolling-back", "rolled-back", "failed"
+ROLLING_BACK, ROLLED_BACK, FAILED, UNDO_FAILED = "rolling-back", "rolled-back", "failed", "undo-failed"
 STEPS = (CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS, SWITCHING, RESTARTING, VERIFYING)
-# Up to here nothing a running service sees has changed: a killed deployment is simply retried.
-RETRYABLE = (CHECKING, DOWNLOADING, STAGING)
+# Up to here nothing a running service sees has changed.
+RETRYABLE = (CREATED, CHECKING, DOWNLOADING, STAGING)
 # A stop request (SIGTERM) is honoured on entering these: before anything running has switched.
 STOPPABLE = (DOWNLOADING, STAGING, INSTALLING_UNITS, SWITCHING)
 LOOP_GUARD = 3
+"""Runs of one deployment (the first, and each retry after the agent was cut off) before it is undone."""
+UNDO_ATTEMPTS = 3
+"""Undo attempts cut off by a crash before the deployment ends ``undo-failed`` without another."""
 UNPACK_FACTOR = 64  # an artifact may unpack to this many times its size (plus a floor): bombs stop
 UNPACK_FLOOR = 64 * 1024**2
 
@@ -97,7 +115,8 @@ class Engine:
     resolve_url: Callable[[str], str] = lambda url: url
     clock: Callable[[], datetime] = utc_now
     on_step: Callable[[str], None] = lambda state: None
-    """Called after a step is recorded and before it is taken (tests kill the agent here)."""
+    """Called after a step is recorded and before it is taken, and inside the switch and restart
+    steps after each capability (``"switching core/api"``): tests kill the agent there."""
     should_stop: Callable[[], bool] = lambda: False
     """True once the agent is asked to stop (SIGTERM): a deployment that has not switched yet
     stops (undone if units were installed); one already switching is finished."""
@@ -115,7 +134,7 @@ class Engine:
         deployment = self.store.deployments.create(
             self.instance_id,
             next_manifest.to_json(),
-            state=CHECKING,
+            state=CREATED,
             target_hash=target_hash,
             from_revision=previous.number if previous else None,
         )
@@ -126,16 +145,16 @@ class Engine:
         deployment = self.store.deployments.active()
         result = None
         if deployment is not None:
-            entered = sum(1 for entry in deployment.journal if entry.state == deployment.state)
-            if deployment.state in RETRYABLE and entered < LOOP_GUARD:
+            runs = _entries(deployment, CHECKING)
+            if _entries(deployment, ROLLING_BACK):  # an undo was under way: it is finished first
+                result = self._undo(deployment, f"the agent stopped during {deployment.state} while undoing the deployment")
+            elif runs < LOOP_GUARD:
                 result = self._run(deployment, feed_serial, resumed=True)
             else:
-                reason = (
-                    f"the agent stopped during {deployment.state}"
-                    if entered < LOOP_GUARD
-                    else f"loop guard: {deployment.state} was entered {entered} times"
-                )
-                result = self._undo(deployment, reason)
+                target = Manifest.model_validate(deployment.manifest).capabilities()
+                changed, _ = _differences(self._manifest_of(deployment.from_revision), Manifest.model_validate(deployment.manifest))
+                result = self._undo(deployment, f"loop guard: the deployment was cut off {runs} times (last during {deployment.state})",
+                                    failed=[(ref, target[ref].version) for ref in changed], source=BlockSource.INTERRUPTED)
         self._settle_interrupted_rollbacks()
         return result
 
@@ -211,22 +230,28 @@ class Engine:
         wanted = target.capabilities()
         had = before.capabilities() if before else {}
         try:
-            deployment = self._step(deployment, CHECKING, "resumed after a restart" if resumed else f"{len(changed)} to change, {len(removed)} to remove",
+            runs = _entries(deployment, CHECKING) + 1
+            deployment = self._step(deployment, CHECKING, f"run {runs}, after the agent stopped during {deployment.state}" if resumed
+                                    else f"{len(changed)} to change, {len(removed)} to remove",
                                     status=DeploymentStatus.IN_PROGRESS, started_at=deployment.started_at or self.clock())
             deployment = self._step(deployment, DOWNLOADING)
-            # A release folder already unpacked (a rollback, a retried deployment) needs no download.
-            archives = {ref: self.artifacts.fetch(self.resolve_url(wanted[ref].artifact.url), wanted[ref].artifact.sha256, wanted[ref].artifact.size)
-                        for ref in changed if not self.layout.release_dir(ref, wanted[ref].version).is_dir()}
+            # A release folder that holds this artifact unchanged (a rollback, a retried
+            # deployment) needs no download; any other is unpacked again from a verified one.
+            stale = {ref: self._release_problem(ref, wanted[ref]) for ref in changed}
+            archives = {ref: self._fetch(wanted[ref]) for ref in changed if stale[ref]}
             deployment = self._step(deployment, STAGING)
             unit_texts = {}
             for ref in changed:
-                self._stage(ref, wanted[ref], archives.get(ref))
+                if stale[ref]:
+                    self._stage(ref, wanted[ref], archives[ref], stale[ref])
                 # Refused here, before anything on the host changes: units the release does not
                 # own, and files in the unit folder that are somebody else's.
                 unit_texts[ref] = release_unit_files(self.layout.release_dir(ref, wanted[ref].version), ref, wanted[ref].version, wanted[ref].units)
                 self.units.check_free(ref, unit_texts[ref], owned=_unit_files(had.get(ref)))
         except Id1Error as error:  # nothing running has changed yet
             return self._finish(deployment, DeploymentStatus.FAILED, FAILED, str(error), changed)
+        except Exception as error:  # a bug or an error not foreseen: the deployment still ends
+            return self._finish(deployment, DeploymentStatus.FAILED, FAILED, _unforeseen(error), changed)
         try:
             deployment = self._step(deployment, INSTALLING_UNITS)
             written = []
@@ -246,6 +271,7 @@ class Engine:
                 self.layout.remove_current(ref)
             for ref in changed:
                 self.layout.switch_current(ref, wanted[ref].version)
+                self.on_step(f"{SWITCHING} {ref}")
             deployment = self._step(deployment, RESTARTING)
             ordered = _dependency_order(changed, wanted)
             self._enable_and_restart(ordered, wanted)
@@ -254,8 +280,11 @@ class Engine:
                 result = self.health.wait_healthy(wanted[ref].units, wanted[ref].health)
                 if not result.healthy:
                     raise Id1Error(f"{ref} {wanted[ref].version} is not healthy: {result.detail}")
-        except Id1Error as error:
-            return self._undo(deployment, str(error), failed=[(ref, wanted[ref].version) for ref in changed])
+        except Exception as error:
+            reason = str(error) if isinstance(error, Id1Error) else _unforeseen(error)
+            # Stopping (SIGTERM) is not evidence against the release: nothing is blocked then.
+            failed = [] if isinstance(error, AgentStopping) or self.should_stop() else [(ref, wanted[ref].version) for ref in changed]
+            return self._undo(deployment, reason, failed=failed)
         with self.store.batch():
             revision = self.store.revisions.add(target.to_json(), feed_serial, deployment.id)
             deployment = self.store.deployments.save(deployment.record_step(
@@ -263,30 +292,48 @@ class Engine:
                 status=DeploymentStatus.SUCCEEDED, completed_at=self.clock()))
         return DeployResult(deployment.id, deployment.status, revision.number, None, tuple(changed))
 
-    def _undo(self, deployment: Deployment, reason: str, failed: list[tuple[str, str]] | None = None) -> DeployResult:
-        """Put every capability the deployment touched back as the previous revision had it."""
+    def _undo(self, deployment: Deployment, reason: str, failed: list[tuple[str, str]] = (),
+              source: BlockSource = BlockSource.FAILED_DEPLOYMENT) -> DeployResult:
+        """Put every capability the deployment touched back as the previous revision had it.
+
+        The failed versions are blocked first, in the same store write as the step: an undo cut
+        off by a crash is resumed without them, and they stay blocked.
+        """
         target = Manifest.model_validate(deployment.manifest)
         before = self._manifest_of(deployment.from_revision)
         changed, removed = _differences(before, target)
-        if failed is None:
-            wanted = target.capabilities()
-            failed = [(ref, wanted[ref].version) for ref in changed]
-        deployment = self._step(deployment, ROLLING_BACK, reason)
+        attempt = _entries(deployment, ROLLING_BACK) + 1
+        first = next((entry.detail for entry in deployment.journal if entry.state == ROLLING_BACK), None)
+        cause = first or reason
+        if attempt > UNDO_ATTEMPTS:
+            return self._finish(deployment, DeploymentStatus.UNDO_FAILED, UNDO_FAILED,
+                                f"{cause}; the undo was cut off {attempt - 1} times and is not tried again: the host may run "
+                                "a mix of versions (see id1 status; id1 rollback --to a kept revision)", changed)
+        with self.store.batch():
+            for ref, version in failed:
+                self.store.blocked.add(f"{ref}@{version}", f"deployment {deployment.id} failed: {reason}", source)
+            deployment = self.store.deployments.save(deployment.record_step(
+                ROLLING_BACK, self.clock(), reason if attempt == 1 else f"attempt {attempt}: {reason}"))
+        self.on_step(ROLLING_BACK)  # once the batch is on disk
         problems = []
         had = before.capabilities() if before else {}
         for ref in [*changed, *removed]:
             try:
                 self._restore(ref, had.get(ref), target.capabilities().get(ref))
-            except Id1Error as error:
-                problems.append(str(error))
+            except Exception as error:
+                problems.append(str(error) if isinstance(error, Id1Error) else _unforeseen(error))
         for ref in _dependency_order([r for r in [*changed, *removed] if r in had], had):
-            result = self.health.wait_healthy(had[ref].units, had[ref].health)
+            try:
+                result = self.health.wait_healthy(had[ref].units, had[ref].health)
+            except Exception as error:
+                problems.append(_unforeseen(error))
+                continue
             if not result.healthy:
                 problems.append(f"{ref} {had[ref].version} is not healthy after the rollback: {result.detail}")
-        for ref, version in failed:
-            self.store.blocked.add(f"{ref}@{version}", f"deployment {deployment.id} failed: {reason}", BlockSource.FAILED_DEPLOYMENT)
-        error = reason + (f"; rollback problems: {'; '.join(problems)}" if problems else "")
-        return self._finish(deployment, DeploymentStatus.ROLLED_BACK, ROLLED_BACK, error, changed)
+        if problems:
+            return self._finish(deployment, DeploymentStatus.UNDO_FAILED, UNDO_FAILED,
+                                f"{cause}; the undo did not put everything back: {'; '.join(problems)}", changed)
+        return self._finish(deployment, DeploymentStatus.ROLLED_BACK, ROLLED_BACK, cause, changed)
 
     def _settle(self, operation: RollbackOperation, check: RollbackCheck | None, succeeded: bool, error: str | None) -> RollbackOperation:
         status = RollbackStatus.SUCCEEDED if succeeded else RollbackStatus.FAILED
@@ -315,7 +362,7 @@ class Engine:
             self._settle(operation, check, succeeded, None if succeeded else "the agent stopped before the rollback finished; the host was left on the revision it ran before")
 
     def _has_release(self, ref: str, entry: DeployedCapability) -> bool:
-        return self.layout.release_dir(ref, entry.version).is_dir() or self.artifacts.has(entry.artifact.sha256)
+        return self.artifacts.has(entry.artifact.sha256) or self._release_problem(ref, entry) is None
 
     def _restore(self, ref: str, previous: DeployedCapability | None, attempted: DeployedCapability | None) -> None:
         reload = False
@@ -361,15 +408,36 @@ class Engine:
         self.services.reset_failed(units)
         for ref in ordered:
             self.services.restart(entries[ref].units)
+            self.on_step(f"{RESTARTING} {ref}")
 
-    def _stage(self, ref: str, entry: DeployedCapability, archive: Path | None) -> None:
+    def _release_problem(self, ref: str, entry: DeployedCapability) -> str | None:
+        """None when the release folder holds ``entry``'s artifact unchanged, else why not. A
+        folder unpacked by an agent from before the records is adopted when a kept revision
+        says it was deployed from this very artifact."""
+        problem = self.layout.holds(ref, entry.version, entry.artifact.sha256)
+        if problem and self.layout.release_dir(ref, entry.version).is_dir() and self.layout.read_record(ref, entry.version) is None:
+            for revision in self.store.revisions.list():
+                kept = Manifest.model_validate(revision.manifest).capabilities().get(ref)
+                if kept is not None and (kept.version, kept.artifact.sha256) == (entry.version, entry.artifact.sha256):
+                    self.layout.write_record(ref, entry.version, entry.artifact.sha256)
+                    return None
+        return problem
+
+    def _fetch(self, entry: DeployedCapability) -> Path:
+        return self.artifacts.fetch(self.resolve_url(entry.artifact.url), entry.artifact.sha256, entry.artifact.size)
+
+    def _stage(self, ref: str, entry: DeployedCapability, archive: Path, why: str) -> None:
+        """Unpack ``archive`` as the release folder of ``ref``; a folder there that does not hold
+        it (``why``) is removed first, unless it is running."""
         destination = self.layout.release_dir(ref, entry.version)
         if destination.is_dir():
-            return  # extraction publishes the folder whole: present means complete
-        if archive is None:  # the folder vanished between download and staging
-            archive = self.artifacts.fetch(self.resolve_url(entry.artifact.url), entry.artifact.sha256, entry.artifact.size)
+            if self.layout.current_version(ref) == entry.version:
+                raise ReleaseError(f"{ref} {entry.version} runs from {destination}, which does not hold the artifact the manifest "
+                                   f"names ({why}); a running release is never replaced in place: the vendor must publish a new version")
+            self.layout.remove_release(ref, entry.version)
         destination.parent.mkdir(parents=True, exist_ok=True)
         extract_archive(archive, destination, max_bytes=entry.artifact.size * UNPACK_FACTOR + UNPACK_FLOOR)
+        self.layout.write_record(ref, entry.version, entry.artifact.sha256)
 
     def _step(self, deployment: Deployment, state: str, detail: str = "", **changes) -> Deployment:
         if state in STOPPABLE and self.should_stop():
@@ -398,6 +466,17 @@ def _differences(before: Manifest | None, after: Manifest) -> tuple[list[str], l
                      if ref not in had or (had[ref].version, had[ref].artifact.sha256) != (entry.version, entry.artifact.sha256))
     removed = sorted(ref for ref in had if ref not in wants)
     return changed, removed
+
+
+def _entries(deployment: Deployment, state: str) -> int:
+    return sum(1 for entry in deployment.journal if entry.state == state)
+
+
+def _unforeseen(error: Exception) -> str:
+    """One line for an error no code path expected (a bug, or an OSError not translated): the
+    deployment still ends; the traceback goes to the debug log."""
+    logger.debug("unexpected error in a deployment", exc_info=error)
+    return f"unexpected error: {type(error).__name__}: {error}"
 
 
 def _unit_files(entry: DeployedCapability | None) -> set[str]:

@@ -91,10 +91,14 @@ class Manifest(BaseModel):
         return data
 
     def content_hash(self) -> str:
-        """What an approval binds to: the platform and every capability's version and artifact."""
+        """What an approval binds to: the platform and everything that decides what runs for each
+        capability (version, artifact, units, health check, requirements), not why it was chosen.
+        A later feed that changes a unit list or a health command (run as root) under the same
+        version needs a new approval."""
         content = {
             "platform": self.platform,
-            "capabilities": {ref: [c.version, c.artifact.sha256] for ref, c in sorted(self.capabilities().items())},
+            "capabilities": {ref: c.model_dump(mode="json", exclude={"source", "overrides"})
+                             for ref, c in sorted(self.capabilities().items())},
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

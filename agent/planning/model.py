@@ -18,7 +18,8 @@ INVALIDATING = frozenset({"no-release", "unknown-release", "withdrawn", "no-matc
 #   unused-pin   a pin names a suite or capability the target does not have
 #   pin-conflict two pins name the same thing; the first one listed wins
 #   deferred     a change allowed by its channel waits for another one it needs
-PROBLEM_CODES = INVALIDATING | {"exposed", "unused-pin", "pin-conflict", "deferred"}
+#   republished  the feed gives a version this host runs other bytes; the host keeps its own
+PROBLEM_CODES = INVALIDATING | {"exposed", "unused-pin", "pin-conflict", "deferred", "republished"}
 
 
 @dataclass(frozen=True, slots=True)

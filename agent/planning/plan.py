@@ -57,6 +57,9 @@ def make_plan(
     resolution = resolve_target(selection, pins)
     problems = list(resolution.problems)
     target = resolution.target
+    if target is not None and installed is not None:
+        target, republished = _keep_deployed_bytes(target, installed)
+        problems += republished
     if target is not None:
         target, _, exposed = enforce_advisories(
             target,
@@ -113,6 +116,31 @@ def _describe_choice(resolution: Resolution, ref: str, entry: DeployedCapability
     if pin_key is None:
         return None
     return f"{resolution.pins[pin_key].describe()} chose {entry.version}"
+
+
+def _keep_deployed_bytes(target: Manifest, installed: Manifest) -> tuple[Manifest, list[Problem]]:
+    """A version's bytes never change on a host: where the feed gives a version this host runs
+    another artifact (a republished release), the target keeps the installed entry and the
+    problem says so. The vendor publishes a new version to change what runs."""
+    have = installed.capabilities()
+    problems = []
+    suites = {}
+    for suite_name, suite in target.suites.items():
+        entries = {}
+        for name, entry in suite.capabilities.items():
+            ref = f"{suite_name}/{name}"
+            running = have.get(ref)
+            if running is not None and running.artifact.sha256 != entry.artifact.sha256 \
+                    and parse_version(running.version) == parse_version(entry.version):
+                problems.append(Problem("republished", f"{ref} {entry.version} was republished with other bytes (sha256 "
+                                        f"{entry.artifact.sha256[:12]}…; this host runs {running.artifact.sha256[:12]}…): "
+                                        "the host keeps what it runs; a changed release needs a new version"))
+                entry = running.model_copy(update={"source": entry.source, "overrides": entry.overrides})
+            entries[name] = entry
+        suites[suite_name] = suite.model_copy(update={"capabilities": entries})
+    if not problems:
+        return target, []
+    return target.model_copy(update={"suites": suites}), problems
 
 
 def _withdrawn_in(target: Manifest, catalog: Catalog) -> list[Problem]:

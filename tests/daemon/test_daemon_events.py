@@ -43,9 +43,10 @@ def test_events_stream_as_things_happen_and_end_when_the_agent_stops():
         threading.Thread(target=follow, daemon=True).start()
         assert opened.wait(10), "the event stream did not open"
         site.ok("approve", "--yes")
-        poll_until(lambda: any(kind == "deployment" and data.get("state") == "succeeded" for kind, data in seen),
-                   timeout=60, what="a deployment event")
-        assert any(kind == "audit" for kind, _ in seen) and any(kind == "approval" for kind, _ in seen)
+        # The approval is marked deployed just after the deployment's own event: wait for both.
+        poll_until(lambda: any(kind == "deployment" and data.get("state") == "succeeded" for kind, data in seen)
+                   and any(kind == "approval" for kind, _ in seen), timeout=60, what="a deployment event and an approval event")
+        assert any(kind == "audit" for kind, _ in seen)
 
         started = time.monotonic()
         assert site.stop() == 0

@@ -29,7 +29,7 @@ def list_deployments(request: Request, caller: ViewerDep, limit: int = Query(20,
 def create_deployment(request: Request, body: DeploymentRequest, caller: Admin) -> Deployment:
     """Deploy the current target now, whatever the channel and window (an admin's decision, audited)."""
     service = service_of(request)
-    result = service.deploy_target(caller.user, body.target_hash)
+    result = service.deploy_target(caller.user, body.target_hash, force=body.force)
     return service.store.deployments.get(result.deployment_id)
 
 
