@@ -6,10 +6,13 @@ so the published OpenAPI lists every status a route answers:
 
     422 invalid       the request does not fit the schema or a value does not fit the store;
                       ``fields`` names each field (``comment``, ``limit``, ``body`` for the JSON)
-    403 forbidden     the caller's role does not allow it; the message names the groups
+    403 forbidden     the caller's role does not allow it; the message names the groups (a
+                      caller with no role is refused before its body is read: ``auth.RoleGate``)
     404 not-found     an unknown id, or a path the API does not have
     405 method-not-allowed   ``Allow`` lists every method the path has
     409 conflict      a clash with the agent's state (already decided, changed since shown)
+    413 too-large     the body is over ``ApiLimits.max_body_bytes`` (``body_limit``); the
+                      connection is closed, the rest of the body never read
     502/503           the feed was rejected; the agent cannot do it now
     500 internal      a bug: the answer is still an ErrorBody, never a traceback; the
                       traceback goes to the agent's log
@@ -31,6 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import __version__
 from agent.api.auth import install_roles
+from agent.api.body_limit import BodyLimit
+from agent.api.limits import ApiLimits
 from agent.api.routes import audit, deployments, errors, security, settings, status, updates
 from agent.config import RolesConfig
 from agent.daemon.service import AgentService
@@ -39,15 +44,20 @@ from agent.errors import Conflict, FeedRejected, FeedUnavailable, Id1Error, NotF
 from agent.store.errors import InvalidTransition, InvalidValue, RecordNotFound
 
 
-def create_app(service: AgentService, roles: RolesConfig) -> FastAPI:
+def create_app(service: AgentService, roles: RolesConfig, *, limits: ApiLimits = ApiLimits()) -> FastAPI:
     app = FastAPI(
         title="id1-agent",
         version=__version__,
         description="The update agent's control API, on a Unix socket; callers are identified by peer credentials.",
-        responses=errors(403),
+        responses=errors(403, 413),
+        # FastAPI's OpenTelemetry spans, metrics and logs cost every request some work, and
+        # FASTAPI_OTEL_AUTO_CONFIGURE=true in the environment would send them to an exporter:
+        # the agent's API reports nothing anywhere (metrics go to its own textfile).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False},
     )
     app.state.id1_service = service
-    install_roles(app, roles)  # answers Forbidden with 403
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    install_roles(app, roles)  # answers Forbidden with 403; its gate goes in front of BodyLimit
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ValidationError, _invalid_model)
     app.add_exception_handler(InvalidValue, _invalid_value)

@@ -9,6 +9,8 @@ connection its own copy of ``app_state`` is the one hook that survives uvicorn's
 building without patching the request parser. A client cannot write into ``state``.
 
 On anything but a Unix socket the credentials are None, and routes treat that as unknown.
+The protocol the server uses is ``agent.api.gate.GuardedH11Protocol``: this mixin plus the
+deadlines that keep a connection from idling (h11 only; httptools is not used).
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
-
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 PEER_KEY = "id1_peer"
 """Key of the PeerCredentials (or None) in ``scope["state"]``; ``request.state.id1_peer``."""
@@ -52,7 +52,8 @@ def peer_credentials(sock: Any) -> PeerCredentials | None:
 
 
 class PeerCredentialsMixin:
-    """Gives each connection its own ``app_state`` holding the peer's credentials."""
+    """Gives each connection of a uvicorn protocol its own ``app_state`` holding the peer's
+    credentials."""
 
     app_state: dict[str, Any]
 
@@ -61,20 +62,6 @@ class PeerCredentialsMixin:
         # A copy per connection: the lifespan's dict is shared by all connections.
         self.app_state = {**self.app_state, PEER_KEY: peer}
         super().connection_made(transport)  # type: ignore[misc]
-
-
-class PeerH11Protocol(PeerCredentialsMixin, H11Protocol):
-    """uvicorn's h11 protocol, plus the caller's credentials in every request's scope."""
-
-
-try:  # httptools is optional (uvicorn[standard]); the agent serves with h11 by default.
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # pragma: no cover - depends on what is installed
-    PeerHttpToolsProtocol: type | None = None
-else:
-
-    class PeerHttpToolsProtocol(PeerCredentialsMixin, HttpToolsProtocol):  # type: ignore[no-redef]
-        """uvicorn's httptools protocol, plus the caller's credentials."""
 
 
 def peer_from_scope(scope: dict[str, Any]) -> PeerCredentials | None:

@@ -34,12 +34,20 @@ The `id1` verbs and `id1 tui` are clients of this API; anything they do, a scrip
 curl --unix-socket /run/id1/agent.sock http://id1/status
 ```
 
-The OpenAPI description is served at `/openapi.json` (and browsable at `/docs`).
+The OpenAPI description is served at `/openapi.json` (and browsable at `/docs`), to callers
+with the viewer role like everything else: a caller with no role is answered 403 before its
+request is routed or its body read.
+
+The socket defends itself against local users (docs/security.md): each user may hold 32
+connections at once and everyone but root 128 together (root's own 32 come on top); no
+connection is taken while fewer than 256 of the agent's descriptors are free (at most a quarter
+of its limit); a request head must arrive within 5 s and its body within 10 s more; a body may
+not exceed 1 MiB. A connection refused for these reasons is answered 503 and closed.
 
 Every error answer has one shape, `{"code": …, "message": …, "fields": [{"field": …, "message": …}]}`:
 `invalid` (422, the field named), `forbidden` (403, naming the group that grants the role),
-`not-found` (404), `conflict` or `refused` (409), `feed-rejected` (502), `unavailable` or `failed`
-(503). Bad input never gets a 5xx.
+`not-found` (404), `conflict` or `refused` (409), `too-large` (413, the body over 1 MiB),
+`feed-rejected` (502), `unavailable` or `failed` (503). Bad input never gets a 5xx.
 
 This reference is generated from the code (`python -m agent.api.reference`).
 """

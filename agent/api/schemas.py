@@ -9,18 +9,25 @@ published schema is exactly what is accepted. Where the store has a rule for a v
 schema can state (a suite name's characters and length), the request model states the same
 rule, so the OpenAPI says it. Two rules it cannot state are left to the store, which answers
 422 naming the field: a pin's name must fit its level, and its version must be PEP 440.
+
+Free text (reasons, comments, names, descriptions) is one line of printable text: a control
+character (tab and newline included), DEL or a bidirectional override is refused with 422
+naming the field and the character (``agent.safe_text``: once stored, it would reach every
+admin's terminal that shows the audit log). The OpenAPI states it as a pattern.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 # The store's own models, which routes return as they are (re-exported for the routes).
 from agent.audit import AuditEntry, AuditVerification  # noqa: F401
 from agent.config import CHANNELS, UpdatePolicy
+from agent.safe_text import UNSAFE_CLASS, describe, first_unsafe
 from agent.store import Approval, BlockedVersion, Deployment, Revision, RollbackOperation  # noqa: F401
 
 Channel = Literal["auto-update", "manual-approval", "frozen"]
@@ -33,6 +40,35 @@ SUITE_NAME = f"^{_NAME}$"
 PIN_NAME = f"^(platform|{_NAME}|{_NAME}/{_NAME})$"
 """``platform``, a suite (``core``) or a capability (``core/auth``); which one fits depends on the level."""
 NOT_BLANK = r"\S"
+_PRINTABLE = f"[^{UNSAFE_CLASS[1:-1]}]"
+ONE_LINE = f"^{_PRINTABLE}*$"
+"""Free text: no control character, tab, newline, DEL or bidirectional override."""
+ONE_LINE_NOT_BLANK = f"^{_PRINTABLE}*[^{UNSAFE_CLASS[1:-1]}\\s]{_PRINTABLE}*$"
+
+
+def _one_line(value: str) -> str:
+    found = first_unsafe(value)
+    if found is not None:
+        at, character = found
+        raise PydanticCustomError(
+            "control_character",
+            "has {character} at character {at}: free text is one line without control characters, "
+            "tabs or bidirectional overrides",
+            {"character": describe(character), "at": at + 1},
+        )
+    return value
+
+
+def free_text(max_length: int, *, min_length: int = 0, not_blank: bool = False) -> Any:
+    """A free-text field of ``min_length`` to ``max_length`` characters (``not_blank``: not only
+    blanks). The length is checked first, so an over-long text is refused as such, unread."""
+    length = (Field(min_length=1, max_length=max_length, pattern=NOT_BLANK) if not_blank
+              else Field(min_length=min_length or None, max_length=max_length))
+    pattern = ONE_LINE_NOT_BLANK if not_blank else ONE_LINE
+    return Annotated[str, length, AfterValidator(_one_line), Field(json_schema_extra=lambda schema: schema.update(pattern=pattern))]
+
+
+Reason = free_text(2000)
 
 
 class _Body(BaseModel):
@@ -137,11 +173,11 @@ class Updates(BaseModel):
 
 
 class ApproveRequest(_Body):
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: Reason | None = None
 
 
 class RejectRequest(_Body):
-    reason: str = Field(min_length=1, max_length=2000, pattern=NOT_BLANK)
+    reason: free_text(2000, not_blank=True)  # type: ignore[valid-type]
     """Why; required, and not only blanks."""
 
 
@@ -153,7 +189,7 @@ class Decision(BaseModel):
 class RollbackRequest(_Body):
     to_revision: int | None = Field(default=None, ge=1)
     """The kept revision to go back to; default: the one before the running revision."""
-    reason: str = Field(default="", max_length=2000)
+    reason: Reason = ""
     force: bool = False
     """Allow a revision affected by an enforced advisory (recorded)."""
 
@@ -188,13 +224,13 @@ class PinRequest(_Body):
     """``platform`` for level platform, a suite for suite, ``suite/capability`` for capability."""
     version: str = Field(min_length=1, max_length=200)
     """An exact PEP 440 version (``1.4.2``) or a specifier (``~=1.4.0``, ``>=1.2,<2``)."""
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Reason | None = None
 
 
 class UnpinRequest(_Body):
     level: Literal["platform", "suite", "capability"]
     name: str = Field(pattern=PIN_NAME, max_length=129)
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Reason | None = None
 
 
 class PinView(BaseModel):
@@ -219,10 +255,10 @@ class Versions(BaseModel):
 
 
 class PolicyRequest(_Body):
-    name: str = Field(min_length=1, max_length=200)
+    name: free_text(200, min_length=1)  # type: ignore[valid-type]
     channel: Channel
     enabled: bool = True
-    description: str | None = Field(default=None, max_length=2000)
+    description: Reason | None = None
     suite: str | None = Field(default=None, pattern=SUITE_NAME, max_length=64)
 
 
@@ -230,21 +266,26 @@ def _unset_means_unchanged(schema: dict[str, Any]) -> None:
     schema.pop("default", None)  # not a value a client may send: leaving the field out keeps it
 
 
+def _unset_means_unchanged_one_line(schema: dict[str, Any]) -> None:
+    _unset_means_unchanged(schema)
+    schema["pattern"] = ONE_LINE  # this callable replaces free_text's own, which would say so
+
+
 class PolicyUpdate(_Body):
     """Only the fields given change. ``description`` and ``suite`` may be set to null (no suite:
     the policy is the whole instance's); ``name``, ``channel`` and ``enabled`` may not."""
 
-    name: str = Field(default=None, min_length=1, max_length=200, json_schema_extra=_unset_means_unchanged)  # type: ignore[assignment]
+    name: free_text(200, min_length=1) = Field(default=None, json_schema_extra=_unset_means_unchanged_one_line)  # type: ignore[assignment,valid-type]
     channel: Channel = Field(default=None, json_schema_extra=_unset_means_unchanged)  # type: ignore[assignment]
     enabled: bool = Field(default=None, json_schema_extra=_unset_means_unchanged)  # type: ignore[assignment]
-    description: str | None = Field(default=None, max_length=2000)
+    description: Reason | None = None
     suite: str | None = Field(default=None, pattern=SUITE_NAME, max_length=64)
 
 
 class ChannelRequest(_Body):
     channel: Channel
     suite: str | None = Field(default=None, pattern=SUITE_NAME, max_length=64)
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Reason | None = None
 
 
 class EffectivePolicy(BaseModel):
@@ -259,7 +300,7 @@ class EffectivePolicy(BaseModel):
 
 
 class EnforceRequest(_Body):
-    advisory_id: str = Field(min_length=1, max_length=200)
+    advisory_id: free_text(200, min_length=1)  # type: ignore[valid-type]
 
 
 class Advisory(BaseModel):

@@ -8,12 +8,19 @@ uvicorn runs as a task in the running loop, which the daemon shares with its sch
 not through ``uvicorn.run``; and without uvicorn's signal handlers, because the daemon owns
 SIGTERM and SIGHUP and decides when the API stops. It does not touch the daemon's logging
 either (no ``log_config``): uvicorn's loggers propagate to whatever the daemon set up.
+
+The server binds the socket itself and hands uvicorn a listening socket whose ``accept()`` is
+``agent.api.gate``'s, and uvicorn a protocol with deadlines, so that the limits of
+``agent.api.limits.ApiLimits`` hold from the moment a connection is accepted: no local user
+can hold more than its share of connections, keep one idle, or take the descriptors the agent
+needs for its own work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -25,7 +32,9 @@ import uvicorn
 
 from agent.errors import Id1Error
 
-from agent.api.peer import PeerH11Protocol, peer_credentials
+from agent.api.gate import ConnectionGate, GuardedH11Protocol
+from agent.api.limits import ApiLimits
+from agent.api.peer import peer_credentials
 
 SOCKET_MODE = 0o666  # every local user may connect; roles decide what they may do
 FOLDER_MODE = 0o755
@@ -57,14 +66,18 @@ class UnixApiServer:
 
     ``await start()`` returns once the socket accepts connections; ``await stop()`` lets
     requests in flight finish (up to ``grace`` seconds) and removes the socket file.
-    Also an async context manager.
+    Also an async context manager. ``limits``: connections per user and in all, descriptors
+    kept for the agent, deadlines (the body cap is the app's: ``create_app``).
     """
 
-    def __init__(self, app: Any, socket_path: Path, *, start_timeout: float = 10.0, grace: float = 10.0):
+    def __init__(self, app: Any, socket_path: Path, *, start_timeout: float = 10.0, grace: float = 10.0,
+                 limits: ApiLimits = ApiLimits()):
         self.app = app
         self.socket_path = Path(socket_path)
         self.start_timeout = start_timeout
         self.grace = grace
+        self.limits = limits
+        self.gate: ConnectionGate | None = None
         self._server: _UvicornWithoutSignals | None = None
         self._task: asyncio.Task[None] | None = None
         self._bound: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket we made
@@ -75,31 +88,40 @@ class UnixApiServer:
         path = self.socket_path
         _make_folder(path.parent)
         await _clear_stale_socket(path)
+        gate = ConnectionGate(self.limits)
+        try:
+            listener = gate.listen(path, mode=SOCKET_MODE)
+        except OSError as exc:
+            raise ApiServerError(f"cannot serve the API on {path}: {exc.strerror or exc}") from exc
+        info = os.stat(path)
         config = uvicorn.Config(
             self.app,
-            uds=str(path),
-            http=PeerH11Protocol,
+            http=functools.partial(GuardedH11Protocol, gate=gate),
+            ws="none",  # the API has no websockets
             lifespan="off",  # the daemon opens and closes what the app uses
             log_config=None,
             log_level="warning",
             access_log=False,
             proxy_headers=False,  # no proxies on a local socket; never trust X-Forwarded-*
             server_header=False,
+            timeout_keep_alive=self.limits.head_timeout,  # the protocol's head deadline, which a byte cannot move
             timeout_graceful_shutdown=self.grace,
         )
         server = _UvicornWithoutSignals(config)
-        task = asyncio.get_running_loop().create_task(server.serve(), name=f"id1-api {path}")
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[listener]), name=f"id1-api {path}")
         try:
             await _wait_started(server, task, path, self.start_timeout)
-            os.chmod(path, SOCKET_MODE)
-            info = os.stat(path)
         except BaseException:
             server.should_exit = True
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+            listener.close()
+            self._bound = (info.st_dev, info.st_ino)
+            self._remove_socket()
+            gate.close()
             raise
-        self._server, self._task = server, task
+        self._server, self._task, self.gate = server, task, gate
         self._bound = (info.st_dev, info.st_ino)
 
     async def stop(self) -> None:
@@ -120,6 +142,9 @@ class UnixApiServer:
             log.exception("the API server failed")
         finally:
             self._remove_socket()
+            if self.gate is not None:
+                self.gate.close()  # the refusals and timeouts still only counted are logged now
+                self.gate = None
 
     async def __aenter__(self) -> UnixApiServer:
         await self.start()

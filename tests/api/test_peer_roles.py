@@ -47,9 +47,10 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SO_PEERCRED is 
 
 
 def make_app(roles: RolesConfig, *, slow: asyncio.Event | None = None) -> FastAPI:
-    """A tiny app: who am I (viewer), approve (approver), and a slow route for shutdown."""
+    """A tiny app: who am I (viewer), approve (approver), who am I for anyone (an open path, which
+    the agent's own API does not have), and a slow route for shutdown."""
     app = FastAPI()
-    install_roles(app, roles, lookup=SystemAccounts())
+    install_roles(app, roles, lookup=SystemAccounts(), open_paths={"/anyone"})
 
     @app.get("/whoami")
     async def whoami(caller: Annotated[Caller, Depends(requires(Role.viewer))], request: Request):

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -122,7 +123,9 @@ def artifact(port: int, release: Release, version: str) -> bytes:
 class Site:
     """``start()`` the daemon, ``cli(...)`` it, ``stop()`` it; everything under one temp folder."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, *, nofile: int | None = None):
+        """``nofile``: the daemon's soft RLIMIT_NOFILE (1024 is what a systemd service gets by
+        default); None leaves it the test's."""
         # World-traversable, so throwaway users can reach the socket.
         self._own_root = root is None  # a folder we made goes in close() (ID1_KEEP_SITE=1 keeps it)
         self.root = Path(root or tempfile.mkdtemp(prefix="id1-site-", dir="/tmp"))
@@ -139,6 +142,7 @@ class Site:
         self.process: subprocess.Popen | None = None
         self.log = self.root / "agent.log"
         self._log_file = None
+        self.nofile = nofile
 
     # --- the vendor -------------------------------------------------------------------------
 
@@ -186,6 +190,9 @@ class Site:
         self._log_file = open(self.log, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "agent.cli.main", "agent", "run", "--config", str(self.config)],
                                         stdout=self._log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        if self.nofile:  # set from outside (no preexec_fn: this process runs threads), long before it serves
+            _, hard = resource.prlimit(self.process.pid, resource.RLIMIT_NOFILE)
+            resource.prlimit(self.process.pid, resource.RLIMIT_NOFILE, (self.nofile, hard))
         poll_until(lambda: self._answers() or self._died(), timeout=timeout, what=f"the agent to serve {self.socket}")
 
     def _died(self) -> bool:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, config_from_dict
+from agent.api.limits import ApiLimits, descriptors_kept
+from agent.config import AgentConfig, FeedConfig, config_from_dict
 from tests.test_docs_configuration import key_paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,13 +83,17 @@ def test_the_unit_starts_only_with_a_feed(tmp_path, config, status, said):
     assert said in done.stderr
 
 
-def test_the_unit_keeps_its_promises():
-    unit = UNIT.read_text()
-    settings = {}
-    for line in unit.splitlines():
+def unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
             settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_the_unit_keeps_its_promises():
+    settings = unit_settings()
     assert settings["Type"] == ["notify"] and settings["NotifyAccess"] == ["main"]
     assert settings["ExecStart"] == ["/usr/bin/id1 agent run --config /etc/id1/agent.toml"]
     assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
@@ -105,6 +110,29 @@ def test_the_unit_keeps_its_promises():
     assert watchdog >= 20  # the daemon pings at half of it, from an event loop that may be busy
     stop = int(re.fullmatch(r"(\d+)min", settings["TimeoutStopSec"][0])[1]) * 60
     assert stop >= 2 * 120 + 5  # undo = at least two systemctl calls (120 s each) after a 5 s health cut
+
+
+AGENT_AT_REST = 64
+"""Descriptors the daemon holds when idle, with room to spare (it measures a dozen)."""
+
+
+def test_the_units_descriptor_limit_holds_every_connection_the_api_takes_and_the_agents_reserve():
+    settings = unit_settings()
+    nofile = int(settings["LimitNOFILE"][0])  # one number: soft and hard alike
+    limits = ApiLimits()
+    connections = limits.max_connections + limits.max_per_user  # everyone's, then root's own
+    assert AGENT_AT_REST + connections + descriptors_kept(limits, nofile) <= nofile
+    assert descriptors_kept(limits, nofile) >= 128  # a feed poll, a download, the state, a few commands
+
+
+def test_the_unit_caps_memory_and_survives_a_command_killed_for_it():
+    settings = unit_settings()
+    amount, unit = re.fullmatch(r"(\d+)([MG])", settings["MemoryMax"][0]).groups()
+    memory = int(amount) << (20 if unit == "M" else 30)
+    largest_feed = FeedConfig().max_bytes
+    assert memory >= max(256 << 20, 16 * largest_feed)  # a parsed feed takes many times its bytes
+    assert memory <= 2 << 30
+    assert settings["OOMPolicy"] == ["continue"]  # a health command killed for memory fails its step only
 
 
 def exposure(unit: Path) -> float:
