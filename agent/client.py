@@ -3,7 +3,9 @@
     client = AgentClient.connect(socket_path)      # --socket, else $ID1_SOCKET, else /run/id1/agent.sock
     client.status()["activity"]
 
-Answers are plain JSON (dicts and lists) as the API documents them. Failures are one of:
+Answers are plain JSON (dicts and lists) as the API documents them. An id put into a path
+(``approve("approval-3")``) is one path segment whatever it holds: ``../audit`` asks for an
+approval of that name, it does not walk up to ``/audit``. Failures are one of:
 
     AgentUnreachable   no daemon on the socket (not running, wrong path, no permission)
     ApiError           the daemon answered with an error: ``status`` (403, 404, 409, 422…),
@@ -17,10 +19,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from agent.errors import Id1Error
+from agent.errors import Id1Error, UsageError
 
 DEFAULT_SOCKET = "/run/id1/agent.sock"
 SOCKET_ENV = "ID1_SOCKET"
@@ -42,6 +45,15 @@ class ApiError(Id1Error):
     def exit_code(self) -> int:  # type: ignore[override]
         # 502: the agent rejected the feed it fetched, the same status as `id1 agent run --once`
         return {403: 77, 404: 4, 409: 5, 422: 2, 502: 3}.get(self.status, 1)
+
+
+def segment(value: str) -> str:
+    """``value`` as one path segment: every character a URL path gives a meaning to (``/``, ``?``,
+    ``#``, ``%``) percent-encoded, and a segment of dots too (httpx would resolve ``..``)."""
+    if not value:
+        raise UsageError("an empty name names nothing: give the id (see id1 updates, id1 history)")
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if quoted.strip(".") == "" else quoted
 
 
 def socket_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -82,13 +94,13 @@ class AgentClient:
         return self._call("GET", "/approvals", params={"limit": limit})
 
     def approval(self, approval_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/approvals/{approval_id}")
+        return self._call("GET", f"/approvals/{segment(approval_id)}")
 
     def revisions(self, *, manifests: bool = False) -> list[dict[str, Any]]:
         return self._call("GET", "/revisions", params={"manifests": manifests})
 
     def revision(self, number: int) -> dict[str, Any]:
-        return self._call("GET", f"/revisions/{number}")
+        return self._call("GET", f"/revisions/{segment(str(number))}")
 
     def deployments(self, limit: int = 20) -> list[dict[str, Any]]:
         return self._call("GET", "/deployments", params={"limit": limit})
@@ -152,10 +164,10 @@ class AgentClient:
         return self._call("POST", "/check")
 
     def approve(self, approval_id: str, comment: str | None = None) -> dict[str, Any]:
-        return self._call("POST", f"/approvals/{approval_id}/approve", json={"comment": comment})
+        return self._call("POST", f"/approvals/{segment(approval_id)}/approve", json={"comment": comment})
 
     def reject(self, approval_id: str, reason: str) -> dict[str, Any]:
-        return self._call("POST", f"/approvals/{approval_id}/reject", json={"reason": reason})
+        return self._call("POST", f"/approvals/{segment(approval_id)}/reject", json={"reason": reason})
 
     def rollback(self, to_revision: int | None = None, *, reason: str = "", force: bool = False) -> dict[str, Any]:
         return self._call("POST", "/rollback", json={"to_revision": to_revision, "reason": reason, "force": force})
@@ -170,7 +182,7 @@ class AgentClient:
         return self._call("PUT", "/policy", json={"channel": channel, "suite": suite, "reason": reason})
 
     def unblock(self, ref: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/blocked/{ref}")
+        return self._call("DELETE", f"/blocked/{segment(ref)}")
 
     def enforce(self, advisory_id: str) -> dict[str, Any]:
         return self._call("POST", "/security/enforce", json={"advisory_id": advisory_id})

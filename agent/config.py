@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agent.errors import ConfigError, Issue, KeyFileError
 from agent.feed.model import Severity, issues_from_validation_error
+from agent.safe_text import quoted
 from agent.window import DAYS, WINDOW_PATTERN
 from agent.versions import check_version_or_specifier
 
@@ -26,17 +27,26 @@ CHANNELS: tuple[str, ...] = ("auto-update", "manual-approval", "frozen")
 PinLevel = Literal["platform", "suite", "capability"]
 
 DEFAULT_FEED_MAX_BYTES = 16 * 1024 * 1024
+MAX_FEED_MAX_BYTES = 1024**3
+"""A feed is read into memory whole: a cap above 1 GiB is no cap (and a huge one overflows)."""
+MAX_DURATION = timedelta(days=3650)
+"""Ten years: longer than any interval or period here means, and far from where datetime
+arithmetic (a poll scheduled at now + poll_interval) overflows."""
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$", re.ASCII)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> timedelta:
-    """``"15m"`` → 15 minutes; units s, m, h, d."""
+    """``"15m"`` → 15 minutes; units s, m, h, d; at most ``MAX_DURATION``."""
     match = _DURATION.match(text)
-    if not match or int(match[1]) == 0:
-        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 6h or 1d")
-    return timedelta(seconds=int(match[1]) * _DURATION_UNITS[match[2]])
+    if not match or int(match[1][:12]) == 0:
+        raise ValueError(f"{quoted(text)} is not a duration such as 30s, 15m, 6h or 1d")
+    # Compared as seconds before any timedelta is made: timedelta(days=99999999999) overflows.
+    seconds = int(match[1]) * _DURATION_UNITS[match[2]] if len(match[1]) <= 12 else None
+    if seconds is None or seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{quoted(text)} is longer than the longest duration allowed, {MAX_DURATION.days}d (ten years)")
+    return timedelta(seconds=seconds)
 
 
 def check_window(text: str) -> str:
@@ -88,12 +98,21 @@ class _Table(BaseModel):
 class FeedConfig(_Table):
     url: str | None = None
     """Where ``feed.json`` is served; artifact URLs are relative to it."""
-    trusted_keys: list[Annotated[str, AfterValidator(_check_trusted_key)]] = Field(default_factory=list)
+    trusted_keys: list[Annotated[str, AfterValidator(_check_trusted_key)]] = Field(default_factory=list, validate_default=True)
     """minisign public keys (``RW…``) whose signatures are accepted; several during a key rotation."""
     poll_interval: Annotated[str, AfterValidator(_check_duration)] = "15m"
     """How often the daemon checks the feed (a random jitter of up to 10 % is added)."""
-    max_bytes: int = Field(default=DEFAULT_FEED_MAX_BYTES, gt=0)
-    """Feeds larger than this are refused without being parsed."""
+    max_bytes: int = Field(default=DEFAULT_FEED_MAX_BYTES, gt=0, le=MAX_FEED_MAX_BYTES)
+    """Feeds larger than this are refused without being parsed (at most 1 GiB)."""
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys_for_the_url(cls, keys: list[str], info: ValidationInfo) -> list[str]:
+        # Said at start (and on reload), not found at the first poll minutes later.
+        if info.data.get("url") and not keys:
+            raise ValueError("empty, but feed.url is set: no feed could ever be accepted; "
+                             "add the vendor's minisign public key (RW...)")
+        return keys
 
 
 class DownloadConfig(_Table):

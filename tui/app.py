@@ -10,6 +10,9 @@ Data flow::
     screens ──ChangeRequested(change)──▶ app worker ──ChangeDone──▶ notification, stale reloaded
     AgentUnreachable anywhere ──AgentDown──▶ the "agent down" screen, which retries until it answers
 
+Everything the agent answers passes ``tui.text.visible`` on its way in (its words, escaped for
+the terminal), and every notification is plain text, never markup (``notify``).
+
 Only resources a shown screen asked for are kept fresh; the others load when their screen shows.
 """
 
@@ -24,6 +27,7 @@ from typing import Any, TypeVar
 from textual.app import App
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
@@ -43,6 +47,7 @@ from tui.screens.pins import PinsScreen
 from tui.screens.security import SecurityScreen
 from tui.screens.unreachable import RetryNow, UnreachableScreen
 from tui.screens.updates import UpdatesScreen
+from tui.text import visible
 
 T = TypeVar("T")
 STYLES = Path(__file__).parent / "styles"
@@ -142,6 +147,12 @@ class DashboardApp(App[None]):
     def loading(self, resource: str) -> bool:
         return any(not worker.is_finished and worker.group == f"load:{resource}" for worker in self.workers)
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Textual's notification, but plain text by default and escaped: a message quotes the
+        agent's words (an error naming what it was given), never markup to be obeyed."""
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=markup)
+
     # --- reading ----------------------------------------------------------------------------
 
     def load(self, resource: str) -> None:
@@ -153,9 +164,9 @@ class DashboardApp(App[None]):
 
     async def _load(self, resource: str) -> None:
         try:
-            value = await off_thread(FETCHERS[resource], self.client, self)
+            value = visible(await off_thread(FETCHERS[resource], self.client, self))
         except AgentUnreachable as error:
-            self.post_message(AgentDown(str(error)))
+            self.post_message(AgentDown(visible(str(error))))
         except ApiError as error:
             self._load_failed(resource, str(error))
         except Exception as error:  # a bug or a surprise answer: say it, never a traceback
@@ -172,9 +183,9 @@ class DashboardApp(App[None]):
         """One call for a screen's own worker (a revision, a rollback preview): its answer, or
         None after the failure was shown (the agent-down screen, or the API's message)."""
         try:
-            return await off_thread(call, *args)
+            return visible(await off_thread(call, *args))
         except AgentUnreachable as error:
-            self.post_message(AgentDown(str(error)))
+            self.post_message(AgentDown(visible(str(error))))
         except ApiError as error:
             self.notify(str(error), title="The agent refused", severity="error", timeout=8)
         except Exception as error:
@@ -274,9 +285,9 @@ class DashboardApp(App[None]):
 
     async def _send(self, change: Change) -> None:
         try:
-            text = await off_thread(change.send, self.client)
+            text = visible(await off_thread(change.send, self.client))
         except AgentUnreachable as error:
-            self.post_message(AgentDown(str(error)))
+            self.post_message(AgentDown(visible(str(error))))
             self.post_message(ChangeDone(change, str(error), error="unreachable"))
         except ApiError as error:
             self.post_message(ChangeDone(change, str(error), error=error.code))

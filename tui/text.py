@@ -3,6 +3,13 @@
 Plain ASCII markers where meaning is carried (``->``, ``[read-only]``, upper-case states), so
 nothing depends on colour or on glyphs a vt100-like terminal draws double-wide or not at all.
 Times are the agent's own, shown in the policy's timezone: no clock is read here.
+
+What the agent answers holds words the dashboard only passes on (a reason, a feed's release
+notes, audit entries from before such text was refused), so ``visible`` makes every string in
+an answer safe before any screen sees it: control characters, DEL and bidirectional overrides
+written as their escapes (ESC as ``\\x1b``, ``agent.safe_text``), line breaks kept for the
+notes. Screens show them as ``Text``, never as markup (``plain``, ``tui.widgets.facts``), and
+notifications are not read as markup either (``DashboardApp.notify``).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.text import Text
+
+from agent.safe_text import escape_unsafe
 
 ARROW = "->"
 NEW = "(new)"
@@ -88,4 +97,15 @@ def shorten(text: str | None, width: int) -> str:
 
 def plain(values: tuple[str, ...] | list[str]) -> tuple[Text, ...]:
     """Cells as Text, so a bracket in an agent's or a user's words is shown, not taken as markup."""
-    return tuple(Text(str(value)) for value in values)
+    return tuple(Text(escape_unsafe(str(value))) for value in values)
+
+
+def visible(value: Any) -> Any:
+    """An answer of the agent (JSON: dicts, lists, strings) with every string safe to draw."""
+    if isinstance(value, str):
+        return escape_unsafe(value, keep="\n")
+    if isinstance(value, dict):
+        return {visible(key): visible(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [visible(item) for item in value]
+    return value

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from agent.cli.render import WIDTH, add_client_options, agent_client, emit, moment, plural, print_json, say
+from agent.cli.render import WIDTH, WRAPPED, add_client_options, agent_client, emit, json_text, moment, plural, print_json, say, shown
 from agent.errors import Id1Error, UsageError
 from agent.files import write_atomically
 
@@ -62,13 +61,14 @@ def audit_lines(entries: list[dict[str, Any]]) -> list[str]:
     if not entries:
         return ["No audit entries match."]
     lines = []
-    actor_width = max(len(entry["actor"]) for entry in entries)
+    # Entries hold people's words (reasons, comments), escaped here before they are laid out.
+    actor_width = max(len(shown(entry["actor"])) for entry in entries)
     for entry in reversed(entries):  # the API gives newest first; a log reads oldest first
-        head = f"{entry['seq']:>5}  {moment(entry['at'])}  {entry['actor']:<{actor_width}}  "
-        lines += textwrap.wrap(f"{entry['action']}: {entry['what']}", WIDTH, initial_indent=head, subsequent_indent=" " * 7,
+        head = f"{entry['seq']:>5}  {moment(entry['at'])}  {shown(entry['actor']):<{actor_width}}  "
+        lines += textwrap.wrap(shown(f"{entry['action']}: {entry['what']}", keep=WRAPPED), WIDTH, initial_indent=head, subsequent_indent=" " * 7,
                                break_long_words=False, break_on_hyphens=False)
         if entry.get("why"):
-            lines += textwrap.wrap(f"why: {entry['why']}", WIDTH, initial_indent=" " * 7, subsequent_indent=" " * 12,
+            lines += textwrap.wrap(shown(f"why: {entry['why']}", keep=WRAPPED), WIDTH, initial_indent=" " * 7, subsequent_indent=" " * 12,
                                    break_long_words=False, break_on_hyphens=False)
     return lines
 
@@ -80,7 +80,7 @@ def run_verify(args: argparse.Namespace) -> int:
         print_json(result)
     elif result["ok"]:
         span = f" (entries {result['first_seq']}–{result['last_seq']})" if result.get("first_seq") is not None else ""
-        print(f"audit log intact: {plural(result['checked'], 'entry', 'entries')} checked{span}")
+        say(f"audit log intact: {plural(result['checked'], 'entry', 'entries')} checked{span}")
     else:
         for problem in result["problems"]:
             where = f"{problem['file']} line {problem['line']}" if problem.get("line") is not None else problem["file"]
@@ -96,9 +96,9 @@ def run_report(args: argparse.Namespace) -> int:
     with agent_client(args) as client:
         report = client.report(fmt)
     if fmt == "json":
-        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        text = json_text(report) + "\n"
     else:
-        text = report
+        text = shown(report, keep="\n\t")  # the entries' and the feed's words, as audit_lines shows them
     if args.output is None:
         sys.stdout.write(text)
         return 0

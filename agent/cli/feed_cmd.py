@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent.cli import keys_cmd
 from agent.cli.plan_cmd import parse_instant
+from agent.cli.render import shown
 from agent.config import DEFAULT_FEED_MAX_BYTES, load_config
 from agent.errors import KeyFileError, UsageError
 from agent.feed.build import build_feed, load_source, previous_serial, write_feed_folder
@@ -78,7 +79,7 @@ def run_verify(args: argparse.Namespace) -> int:
         f"{_count(sum(map(len, catalog.capabilities.values())), 'capability release')}, "
         f"{_count(len(catalog.feed.advisories), 'advisory', 'advisories')}"
     )
-    print(f"trusted comment: {signed.trusted_comment}")
+    print(f"trusted comment: {shown(signed.trusted_comment, keep=chr(9))}")  # minisign's comments hold tabs
     return 0
 
 

@@ -113,7 +113,7 @@ def run_rollback(args: argparse.Namespace) -> int:
         out = None
         if not args.yes or not _may_go(preview, args.force):
             out = sys.stderr if args.json else sys.stdout
-            out.write("".join(f"{line}\n" for line in rollback_preview(preview)))
+            emit(rollback_preview(preview), out)
         if preview["problems"]:
             raise RollbackNotAllowed(f"cannot roll back to revision {preview['to_revision']}: {'; '.join(preview['problems'])}")
         if preview["advisories"] and not args.force:

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from agent.cli.render import shown
 from agent.config import AgentConfig, load_config, read_machine_id
 from agent.errors import UsageError
 from agent.feed.verify import read_feed_files, trusted_keys_from_config, verify_feed
@@ -70,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     if not plan.valid:
         reasons = "; ".join(p.detail for p in plan.problems if p.code in INVALIDATING) or "no target could be resolved"
-        print(f"id1: the target is invalid: {reasons}", file=sys.stderr)
+        print(f"id1: the target is invalid: {shown(reasons)}", file=sys.stderr)
         return EXIT_TARGET_INVALID
     return 0

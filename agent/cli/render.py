@@ -5,15 +5,23 @@
     table(rows, headers)                aligned columns, no borders, for an 80-column terminal
     moment(text) · relative(text, now)  API times as a person reads them
     confirm("Approve approval-3?")      the [y/N] question an admin answers over SSH
+    shown(text) · emit(lines)           text from the agent made safe for a terminal, and printed
 
 Human output goes to stdout; anything that is not the answer (a question, a refusal) goes where
 it is read and not parsed: the prompt on the terminal, the refusal on stderr as ``id1: …``.
+
+Everything printed may hold text the agent only passes on: an approver's reason, a feed's release
+notes, an error quoting either, audit entries written before such text was refused. A control
+character in it would be obeyed by the admin's terminal, so every way out of here (``emit``,
+``say``, ``print_json``, the tables and blocks, ``confirm``) writes each one as its escape
+(``agent.safe_text``: ESC as ``\\x1b``); the layout helpers escape first, so widths stay true.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -23,6 +31,7 @@ from typing import IO, Any, Iterator
 
 from agent.client import DEFAULT_SOCKET, SOCKET_ENV, AgentClient
 from agent.errors import Id1Error
+from agent.safe_text import escape_unsafe
 
 WIDTH = 80
 LABEL = 11  # width of the labels in "Label      value" blocks
@@ -66,17 +75,40 @@ def agent_client(args: argparse.Namespace) -> Iterator[AgentClient]:
         yield client
 
 
+# What json.dumps(ensure_ascii=False) leaves raw (DEL, C1 controls, bidi overrides, lone
+# surrogates; C0 controls in strings it escapes itself, and its line breaks are its layout),
+# written as the \\uXXXX escapes JSON has for them: the same data, safe to cat.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def json_text(data: Any) -> str:
+    """``data`` as indented JSON, readable (UTF-8, not ``\\u`` escapes) but safe on a terminal."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def print_json(data: Any, stream: IO[str] | None = None) -> None:
     stream = stream or sys.stdout
-    json.dump(data, stream, indent=2, ensure_ascii=False)
+    stream.write(json_text(data))
     stream.write("\n")
+
+
+WRAPPED = "\n\t"
+"""What may stay in text given to ``textwrap``, which makes each a space (a reason's line break
+cannot start a line of its own)."""
+
+
+def shown(value: Any, *, keep: str = "") -> str:
+    """``str(value)`` fit for a terminal: each control character as its escape (``keep``: those
+    the caller lays out itself, such as the line breaks of release notes)."""
+    return escape_unsafe(str(value), keep=keep)
 
 
 # --- text ------------------------------------------------------------------------------------
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], *, indent: int = 2) -> list[str]:
     """Aligned columns; the last column is not padded, and wraps under itself past WIDTH."""
-    cells = [[str(cell) if cell is not None else "—" for cell in row] for row in rows]
+    cells = [[shown(cell) if cell is not None else "—" for cell in row] for row in rows]
     widths = [max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in range(len(headers))]
     last_column = indent + sum(width + 2 for width in widths[:-1])
 
@@ -102,7 +134,7 @@ def block(label: str, lines: str | Sequence[str]) -> list[str]:
     out: list[str] = []
     for index, text in enumerate(lines or [""]):
         prefix = (label if index == 0 else "").ljust(LABEL)
-        wrapped = textwrap.wrap(text, WIDTH - LABEL, break_long_words=False, break_on_hyphens=False) or [""]
+        wrapped = textwrap.wrap(shown(text, keep=WRAPPED), WIDTH - LABEL, break_long_words=False, break_on_hyphens=False) or [""]
         out.append(prefix + wrapped[0])
         out.extend(" " * LABEL + more for more in wrapped[1:])
     return out
@@ -111,18 +143,19 @@ def block(label: str, lines: str | Sequence[str]) -> list[str]:
 def indented(text: str, indent: int = 2) -> list[str]:
     """Free text (release notes) wrapped to WIDTH, its own line breaks kept."""
     out = []
-    for paragraph in text.strip().splitlines() or [""]:
+    for paragraph in shown(text.replace("\r\n", "\n"), keep="\n\t").strip().split("\n") or [""]:
         out.extend(textwrap.wrap(paragraph, WIDTH - indent, initial_indent=" " * indent, subsequent_indent=" " * indent) or [""])
     return out
 
 
 def say(text: str) -> None:
     """One message (the API's answer to a decision), wrapped to WIDTH."""
+    text = shown(text, keep=WRAPPED)
     print("\n".join(textwrap.wrap(text, WIDTH, break_long_words=False, break_on_hyphens=False, subsequent_indent="  ")) or text)
 
 
-def emit(lines: Iterable[str]) -> None:
-    sys.stdout.write("".join(f"{line}\n" for line in lines))
+def emit(lines: Iterable[str], stream: IO[str] | None = None) -> None:
+    (stream or sys.stdout).write("".join(f"{shown(line)}\n" for line in lines))
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -201,7 +234,7 @@ def moment_and_relative(text: str | None) -> str:
 def confirm(question: str, *, stream: IO[str] | None = None) -> bool:
     """Ask ``question [y/N]`` and read one line from stdin: only y or yes is a yes (EOF is no)."""
     out = stream or sys.stdout
-    out.write(f"{question} [y/N] ")
+    out.write(f"{shown(question)} [y/N] ")
     out.flush()
     try:
         answer = sys.stdin.readline()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 from agent.cli.render import (
-    NotConfirmed, NothingToDecide, action_words, add_client_options, agent_client, block, confirm, emit, indented, moment, opens_later,
-    print_json, say, table,
+    WIDTH, WRAPPED, NotConfirmed, NothingToDecide, action_words, add_client_options, agent_client, block, confirm, emit, indented, moment,
+    opens_later, print_json, say, shown, table,
 )
 from agent.client import AgentClient, ApiError
 from agent.versions import matches
@@ -68,12 +69,22 @@ def run_updates(args: argparse.Namespace) -> int:
 
 def updates_lines(updates: dict[str, Any], versions: dict[str, Any]) -> list[str]:
     changes = updates.get("changes") or []
-    if updates.get("target_hash") is None and not changes:
+    problems = updates.get("problems") or []
+    target = updates.get("target_hash")
+    if target is None and problems:
+        # A plan was made and no target came of it (every candidate blocked, withdrawn, not
+        # rolled out, a pin naming nothing): the feed is there, say what stands in the way.
+        what = f"Nothing to deploy: {problems[0]['detail']}" if not changes else \
+            f"No target: {problems[0]['detail']}; the changes below are made anyway"
+        lines = textwrap.wrap(shown(what, keep=WRAPPED) + ("; more problems below" if len(problems) > 1 else ""), WIDTH,
+                              subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    elif target is None and not changes:
         lines = ["No feed has been accepted yet: nothing to plan (id1 check polls it now)."]
     elif not changes:
         lines = ["Up to date: the host runs its target."]
     else:
-        lines = [f"Target {updates['target_hash'][:12]}: {len(changes)} change{'s' if len(changes) != 1 else ''}"]
+        lines = [f"Target {(target or '(none)')[:12]}: {len(changes)} change{'s' if len(changes) != 1 else ''}"]
+    if changes:
         rows = [(c["capability"], c["from"] or "(none)", c["to"] or "(removed)",
                  c["source"] + (f" (overrides {c['overrides']})" if c.get("overrides") else ""),
                  action_words(c, window_closed=opens_later(updates.get("next_window")))) for c in changes]
@@ -94,7 +105,6 @@ def updates_lines(updates: dict[str, Any], versions: dict[str, Any]) -> list[str
     blocked = versions.get("blocked") or []
     if blocked:
         lines += block("Blocked", [f"{b['ref']}: {b['reason']}" for b in blocked])
-    problems = updates.get("problems") or []
     lines += block("Problems", [f"{p['code']}: {p['detail']}" for p in problems] or ["none"])
     return lines
 
@@ -115,7 +125,7 @@ def run_approve(args: argparse.Namespace) -> int:
         approval = client.approval(args.approval) if args.approval else _pending(client, "approve")
         if not args.yes and approval["status"] == "pending":
             out = sys.stderr if args.json else sys.stdout
-            out.write("".join(f"{line}\n" for line in approval_preview(approval, client)))
+            emit(approval_preview(approval, client), out)
             if not confirm(f"Approve {approval['id']}?", stream=out):
                 raise NotConfirmed(f"{approval['id']} not approved; nothing was changed")
         decision = client.approve(approval["id"], args.comment)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from agent.errors import Issue
-from agent.versions import parse_specifier, parse_version
+from agent.versions import MAX_SPECIFIER_LENGTH, MAX_VERSION_LENGTH, parse_specifier, parse_version
 
 SEVERITIES = ("low", "medium", "high", "critical")
 Severity = Literal["low", "medium", "high", "critical"]
@@ -59,8 +59,8 @@ ReleaseRef = Annotated[str, AfterValidator(check_release_ref)]
 # Python for each would cost more than the rest of validation, so in the feed models these are
 # plain strings (patterns run inside pydantic-core) and ``agent.feed.catalog`` parses each while
 # indexing, reporting a bad one by its path.
-FeedVersion = Annotated[str, Field(min_length=1)]
-FeedSpecifier = Annotated[str, Field(min_length=1)]
+FeedVersion = Annotated[str, Field(min_length=1, max_length=MAX_VERSION_LENGTH)]
+FeedSpecifier = Annotated[str, Field(min_length=1, max_length=MAX_SPECIFIER_LENGTH)]
 FeedCapabilityRef = Annotated[str, Field(pattern=_CAPABILITY_REF_PATTERN)]
 FeedReleaseRef = Annotated[str, Field(pattern=_REF_PATTERN.pattern)]
 
@@ -102,6 +102,19 @@ class Artifact(_FeedPart):
     size: int = Field(ge=0)
 
 
+# An http(s) URL, or one relative to the feed's (no scheme: nothing before a ':' that comes
+# before the first '/', '?' or '#'), without control characters. Not ``file:`` or any other
+# scheme: a signed feed names what to download, never a file of the host to read.
+_ARTIFACT_URL_PATTERN = r"^(?:[Hh][Tt][Tt][Pp][Ss]?://|[^:/?#\x00-\x1f\x7f]*(?:[/?#]|$))[^\x00-\x1f\x7f]*$"
+
+
+class FeedArtifact(Artifact):
+    """An artifact as a feed names it. A manifest holds a plain ``Artifact`` (its own tests and
+    tools may name local files); only a feed is held to http(s)."""
+
+    url: str = Field(min_length=1, pattern=_ARTIFACT_URL_PATTERN)
+
+
 class HealthCheck(_FeedPart):
     """How to tell the capability works: an HTTP URL answering 2xx, a command exiting 0, or
     (neither given) its units being active; retried until ``timeout_s``."""
@@ -120,7 +133,7 @@ class CapabilityRelease(_FeedPart):
     suite: Name
     name: Name
     version: FeedVersion
-    artifact: Artifact
+    artifact: FeedArtifact
     units: list[str]
     health: HealthCheck | None = None
     requires: Requires | None = None
@@ -139,9 +152,16 @@ class Advisory(_FeedPart):
     published_at: AwareDatetime
 
 
+MAX_SERIAL = 2**53 - 1
+"""The largest serial: the largest integer every JSON reader holds exactly, so the vendor's
+tools, the agent and anything reading ``feed.meta.json`` agree on it. A serial never goes down
+(a lower one is a replay): after a feed with a serial far too high, the vendor continues above
+it (docs/feed-format.md). A serial past the bound is refused."""
+
+
 class Feed(_FeedPart):
     format: Literal[1]
-    serial: int = Field(ge=0)
+    serial: int = Field(ge=0, le=MAX_SERIAL)
     issued_at: AwareDatetime
     expires_at: AwareDatetime
     platforms: list[PlatformRelease]
@@ -170,6 +190,8 @@ _PATTERN_MEANING = {
     _NAME_PATTERN: "a name of up to 64 letters, digits, '_', '.' and '-', starting with a letter or digit",
     _CAPABILITY_REF_PATTERN: "a capability reference such as core/auth",
     _REF_PATTERN.pattern: "a release reference such as core/auth@1.0.2 or platform@2.5.1",
+    _ARTIFACT_URL_PATTERN: "an http or https URL, or one relative to the feed's: a feed may not name a local "
+                           "file (file:) or any other scheme",
 }
 
 

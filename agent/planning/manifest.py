@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from agent.errors import Issue, ManifestInvalid
-from agent.versions import parse_specifier
+from agent.versions import canonical_version, parse_specifier
 from agent.feed.model import Artifact, CapabilityRelease, HealthCheck, Requires, VersionStr, issues_from_validation_error
 
 
@@ -43,9 +43,13 @@ class DeployedCapability(BaseModel):
 
     @classmethod
     def from_release(cls, release: CapabilityRelease, source: str, overrides: str | None = None) -> DeployedCapability:
+        """The feed's release as a manifest entry. Its version in its one spelling: it names the
+        release folder, and ``v1.0.0``, ``1.0.0`` and `` 1.0.0`` are one release, one folder."""
         return cls(
-            version=release.version,
+            version=canonical_version(release.version),
             source=source,
+            # A FeedArtifact is an Artifact (http(s) or relative URL: checked already); it is
+            # serialised as one, and loaded back from the store as a plain one.
             artifact=release.artifact,
             units=release.units,
             health=release.health,

@@ -167,7 +167,10 @@ def _incompatibilities(target: Manifest) -> list[Problem]:
 def _differs(have: DeployedCapability | None, want: DeployedCapability | None) -> bool:
     if have is None or want is None:
         return have is not want
-    return have.version != want.version or have.artifact.sha256 != want.artifact.sha256
+    # ``1.0`` and ``1.0.0`` are one version: a feed that spells it otherwise than the one it was
+    # deployed from changes nothing (and makes no second release folder).
+    return have.artifact.sha256 != want.artifact.sha256 or (
+        have.version != want.version and parse_version(have.version) != parse_version(want.version))
 
 
 def _version(entry: DeployedCapability | None) -> str | None:

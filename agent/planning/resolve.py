@@ -18,7 +18,7 @@ from agent.feed.catalog import PLATFORM
 from agent.planning.manifest import DeployedCapability, DeployedSuite, Manifest
 from agent.planning.model import Problem
 from agent.planning.selection import Selection
-from agent.versions import parse_version
+from agent.versions import canonical_version, parse_version
 
 
 @dataclass
@@ -79,11 +79,11 @@ def resolve_target(selection: Selection, pins: Sequence[VersionPin]) -> Resoluti
             version, source = choose("capability", ref, suite_release.capabilities[name], suite_source)
             if version is not None:
                 capabilities[name] = DeployedCapability.from_release(catalog.capabilities[ref][version], source)
-        suites[suite_name] = DeployedSuite(version=suite_release.version, capabilities=capabilities)
+        suites[suite_name] = DeployedSuite(version=canonical_version(suite_release.version), capabilities=capabilities)
 
     for key, pin in by_key.items():
         if key not in used_pins:
             problems.append(Problem("unused-pin", f"{pin.describe()}: platform {platform.version} has no {pin.name}"))
 
-    resolution.target = Manifest(platform=platform.version, suites=suites)
+    resolution.target = Manifest(platform=canonical_version(platform.version), suites=suites)
     return resolution
