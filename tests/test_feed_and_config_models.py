@@ -121,7 +121,7 @@ state_dir = "/var/lib/id1"
 socket = "/run/id1/agent.sock"
 [feed]
 url = "https://releases.example.com/id1/stable/feed.json"
-trusted_keys = []
+trusted_keys = ["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]  # DESIGN.md has [], which no longer loads with a url
 poll_interval = "15m"
 [policy]
 channel = "manual-approval"
