@@ -129,7 +129,7 @@ class Engine:
     def deploy(self, next_manifest: Manifest, *, feed_serial: int | None, target_hash: str | None = None) -> DeployResult:
         """Deploy ``next_manifest``; on any failure put every changed capability back."""
         if self.store.deployments.active() is not None:
-            raise Id1Error("a deployment is already in progress; resume() it first")
+            raise Id1Error("a deployment is already in progress: it is finished (or undone) first, at the next start or poll")
         previous = self.store.revisions.latest()
         deployment = self.store.deployments.create(
             self.instance_id,
