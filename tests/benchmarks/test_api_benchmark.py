@@ -12,9 +12,10 @@ daemon: a FastAPI app with one route returning a constant, served by the same
 the agent's own status costs; the baseline is the floor of HTTP on this socket.
 
 The clients are a few lines of asyncio in this process writing HTTP/1.1 by hand, so that
-what is timed is the servers, not an HTTP client library. Target: p99 ≤ 20 ms; asserted only
-when ``ID1_BENCH_ENFORCE=1`` (shared machines are noisy). Always asserted: every answer is a
-200 with the body each server should give.
+what is timed is the servers, not an HTTP client library. Target: the daemon's p99 ≤ 1.2 × the
+baseline's, measured in the same run (an absolute figure would mostly measure the machine);
+asserted with ``ID1_BENCH_ENFORCE=1``, twice it always (tests/benchmarks/bounds.py). Always
+asserted: every answer is a 200 with the body each server should give.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -33,13 +34,15 @@ import pytest
 
 from tests.api.baseline import TrivialServer
 from tests.api.populated import populated_site
+from tests.benchmarks.bounds import at_most
 
 pytestmark = pytest.mark.benchmark
 
 CLIENTS = 50
 REQUESTS = 400
 ROUNDS = 7
-TARGET_P99_S = 0.020
+TARGET_RATIO = 1.2
+"""The daemon's p99 over the one-route baseline's, in the same run."""
 REQUEST = b"GET /status HTTP/1.1\r\nHost: id1\r\n\r\n"
 
 
@@ -110,10 +113,9 @@ def test_status_latency_with_50_concurrent_clients(request):
     p50, p99 = (statistics.median(run[i] for run in daemon) for i in (0, 1))
     base_p50, base_p99 = (statistics.median(run[i] for run in baseline) for i in (0, 1))
     print(f"\nGET /status, {CLIENTS} concurrent clients, {REQUESTS} requests per run, medians of {ROUNDS} runs ({machine()}):\n"
-          f"  daemon:   p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms (target p99 ≤ {TARGET_P99_S * 1000:.0f} ms)\n"
+          f"  daemon:   p99 {p99 * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms (target p99 ≤ {TARGET_RATIO}× the baseline's)\n"
           f"  baseline, a one-route FastAPI app on the same UnixApiServer: p99 {base_p99 * 1000:.1f} ms, "
           f"p50 {base_p50 * 1000:.1f} ms\n"
           f"  ratio: p99 {p99 / base_p99:.1f}×, p50 {p50 / base_p50:.1f}×; "
           f"per request beyond the baseline ≈ {(p50 - base_p50) / CLIENTS * 1000:.2f} ms of server time")
-    if os.environ.get("ID1_BENCH_ENFORCE") == "1":
-        assert p99 <= TARGET_P99_S
+    at_most("GET /status p99 under 50 clients / the baseline's", p99 / base_p99, TARGET_RATIO, "x")

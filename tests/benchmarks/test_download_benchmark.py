@@ -13,7 +13,7 @@ so that neither pays for the other's dirty pages:
 ``fetch`` does more than the baseline: it fsyncs the file before the rename (a cache entry must
 survive a power cut intact), which curl does not. Figures are medians of ``ROUNDS`` rounds.
 Targets: fetch ≤ 1.5 × the baseline's time, and ≥ 0.7 × its throughput. Shared machines are
-noisy, so the targets are asserted only when ``ID1_BENCH_ENFORCE=1``; the digests always are.
+noisy: the targets are asserted with ``ID1_BENCH_ENFORCE=1``, twice them always; the digests too.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from agent.deploy.artifacts import ArtifactCache
+from tests.benchmarks.bounds import at_least, at_most
 
 SIZE = 256 * 1024**2
 ROUNDS = 5
@@ -145,6 +146,5 @@ def test_download_benchmark(artifact, served_url, tmp_path):
     throughput_ratio = median["baseline"] / median["fetch"]
     paired = sorted(fetch / base for fetch, base in zip(samples["fetch"], samples["baseline"], strict=True))
     print("\n" + table(median, time_ratio, throughput_ratio, paired))
-    if os.environ.get("ID1_BENCH_ENFORCE") == "1":
-        assert time_ratio <= TIME_TARGET, f"fetch takes {time_ratio:.2f}x the baseline's time (target ≤ {TIME_TARGET}x)"
-        assert throughput_ratio >= THROUGHPUT_TARGET, f"fetch has {throughput_ratio:.2f}x the baseline's throughput"
+    at_most("fetch time / curl + sha256 time", time_ratio, TIME_TARGET, "x")
+    at_least("fetch throughput / the baseline's", throughput_ratio, THROUGHPUT_TARGET, "x")

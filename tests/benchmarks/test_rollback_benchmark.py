@@ -8,8 +8,8 @@ checks. Each round rolls back to the revision before, alternating between the tw
 
 Beside it, the trivial baseline measured in the same run: running the no-op ``systemctl`` as
 many times as one rollback ran it (the floor no agent can go under on this machine). Figures
-are medians of ``ROUNDS`` rounds. Target: a rollback ≤ 300 ms; asserted only when
-``ID1_BENCH_ENFORCE=1`` (shared machines are noisy); that every round succeeded always is.
+are medians of ``ROUNDS`` rounds. Target: a rollback ≤ 300 ms, asserted with
+``ID1_BENCH_ENFORCE=1``, twice it always (bounds.py); that every round succeeded always is.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from agent.deploy.releases import ReleaseLayout
 from agent.deploy.services import ServiceController
 from agent.planning.manifest import Manifest
 from agent.store import DeploymentStatus, RollbackStatus, Store
+from tests.benchmarks.bounds import at_most
 
 pytestmark = pytest.mark.benchmark
 
@@ -117,5 +118,4 @@ def test_rollback_of_20_capabilities_with_a_noop_systemctl(tmp_path):
           f"{rollback_s * 1000:.0f} ms (target ≤ {TARGET_S * 1000:.0f} ms); "
           f"baseline, {calls[0]} no-op systemctl runs: {baseline_s * 1000:.0f} ms; "
           f"the agent's own share: {(rollback_s - baseline_s) * 1000:.0f} ms")
-    if os.environ.get("ID1_BENCH_ENFORCE") == "1":
-        assert rollback_s <= TARGET_S
+    at_most("rollback of 20 capabilities", rollback_s, TARGET_S, " s")

@@ -16,8 +16,8 @@ To stay within about a minute, each deployment's changes are made inside one ``s
 Then (after ``os.sync()``, so the disk is not still flushing the build), with ``ROUNDS`` timed saves of a new deployment's step (each one a complete, fsynced,
 atomic write), the median at 10 deployments is compared with the median at 2,000. Beside it,
 the floor on this machine: an atomic, fsynced write of a 1 KB file (``write_atomically``).
-Target: ≤ 2×. Shared machines are noisy, so the ratio is asserted only when
-``ID1_BENCH_ENFORCE=1``; the test always asserts that the bound it relies on holds (how many
+Target: ≤ 2×. Shared machines are noisy: the target is asserted with
+``ID1_BENCH_ENFORCE=1``, twice it always (bounds.py); the test also asserts that the bound it relies on holds (how many
 records ``state.json`` has) and that the history is really there.
 """
 
@@ -37,6 +37,7 @@ import pytest
 
 from agent.store import Deployment, DeploymentStatus, Store
 from agent.store.durable import write_atomically
+from tests.benchmarks.bounds import at_most
 
 pytestmark = pytest.mark.benchmark
 
@@ -224,5 +225,4 @@ def test_a_store_write_costs_the_same_after_2000_deployments(tmp_path):
     assert large.kept_revisions == 20
     assert large.manifest_files <= 100 + 20 + 1
     assert large.state_bytes < 10 * small.state_bytes + 200_000
-    if os.environ.get("ID1_BENCH_ENFORCE") == "1":
-        assert large.save / small.save <= TARGET_RATIO, table(results)
+    at_most(f"one write after many deployments / after few\n{table(results)}\n", large.save / small.save, TARGET_RATIO, "x")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HINT = ROOT / "packaging" / "profile.d" / "id1.sh"
+SOURCE = ROOT / "packaging" / "profile.d" / "id1.sh"
+HINT = SOURCE  # a world-readable copy once the module's fixture has made it (see below)
 STATUS = {"instance_id": "host-01", "activity": "idle", "role": "approver",
           "pending_approval": {"id": "approval-3", "status": "pending", "created_at": "2026-11-21T08:00:00Z", "changes": 3},
           "deployment": None, "capabilities": [{"capability": "core/auth", "version": "1.0.1"}]}
@@ -35,6 +36,21 @@ def _login_user() -> tuple[list[str], str]:
 
 
 RUN_AS, MY_GROUP = _login_user()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def readable_hint():
+    """The login user (``nobody`` under root) sources a copy in a world-readable folder: the
+    clone itself may sit in a folder only its owner can enter (CI's, a home directory)."""
+    global HINT
+    folder = Path(tempfile.mkdtemp(prefix="id1-hint-script-"))
+    folder.chmod(0o755)
+    HINT = folder / "id1.sh"
+    shutil.copyfile(SOURCE, HINT)
+    HINT.chmod(0o644)
+    yield
+    HINT = SOURCE
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
