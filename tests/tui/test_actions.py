@@ -57,6 +57,32 @@ async def test_a_then_y_approves_the_selected_update_and_the_screens_follow(make
         assert "2.6.0" in screen_text(app)
 
 
+async def test_a_new_approval_arriving_after_a_deployment_takes_the_cursor_and_a_approves_it(make_app):
+    """Seen over tmux: approval-3 deployed, approval-4 arrived on the event stream, and `a` still
+    acted on the entry under the cursor, approval-3, so approval-4 was never approved."""
+    app, fake = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "approval-3  deployed" in screen_text(app)
+        with fake._lock:  # the next feed: a new target awaits approval
+            fake.approvals_kept.append(fake._approval(4, "pending", "2026-11-22T08:00:00Z"))
+        fake.publish("approval", {"id": "approval-4", "status": "pending"})
+        await settle(pilot)
+        assert "approval-4  PENDING" in screen_text(app)
+        assert app.screen.selected == "approval-4"
+        await pilot.press("a")
+        await settle(pilot)
+        assert "Approve approval-4?" in screen_text(app)
+        await pilot.press("y")
+        await settle(pilot)
+        assert changes_sent(fake)[-1] == ("approve", ("approval-4", None), {})
+
+
 async def test_an_approval_comment_is_typed_after_tab_and_enter_confirms(make_app):
     app, fake = make_app(deploy_on_approve=False)
     async with app.run_test(size=SIZE) as pilot:

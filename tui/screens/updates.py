@@ -89,12 +89,17 @@ class UpdatesScreen(DashboardScreen):
 
     def _show_list(self) -> None:
         table = self.query_one("#approvals", DataTable)
+        listed = self.listed()
         rows = [(a["id"], a.get("status", "?").upper() if a.get("status") == "pending" else a.get("status", "?"),
                  when(a.get("created_at"), self._tz()), str(len(a.get("changes") or [])), a.get("decided_by") or "-")
-                for a in self.listed()]
+                for a in listed]
         if rows == self._rows_shown:
             return
-        keep = self.selected
+        # A pending approval that was not shown before takes the cursor: the one on the cursor
+        # may have just been deployed or superseded, and `a` must act on what now waits.
+        shown_before = {row[0] for row in self._rows_shown or []}
+        arrived = [a["id"] for a in listed if a.get("status") == "pending" and a["id"] not in shown_before]
+        keep = arrived[0] if self._rows_shown is not None and arrived else self.selected
         table.clear()
         for row in rows:
             table.add_row(*plain(row), key=row[0])
