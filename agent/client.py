@@ -23,28 +23,14 @@ from urllib.parse import quote
 
 import httpx
 
-from agent.errors import Id1Error, UsageError
+from agent.errors import AgentUnreachable, ApiError, UsageError
+from agent.socket_path import DEFAULT_SOCKET, SOCKET_ENV, socket_path
 
-DEFAULT_SOCKET = "/run/id1/agent.sock"
-SOCKET_ENV = "ID1_SOCKET"
+# The errors and the socket's whereabouts live in light modules (the CLI imports them without
+# httpx); they are named here too, where a client's user looks for them.
+__all__ = ["DEFAULT_SOCKET", "DEFAULT_TIMEOUT", "SOCKET_ENV", "AgentClient", "AgentUnreachable", "ApiError", "segment", "socket_path"]
+
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=900.0)  # a rollback waits for its deployment
-
-
-class AgentUnreachable(Id1Error):
-    exit_code = 69  # EX_UNAVAILABLE
-
-
-class ApiError(Id1Error):
-    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.fields = fields or []
-
-    @property
-    def exit_code(self) -> int:  # type: ignore[override]
-        # 502: the agent rejected the feed it fetched, the same status as `id1 agent run --once`
-        return {403: 77, 404: 4, 409: 5, 422: 2, 502: 3}.get(self.status, 1)
 
 
 def segment(value: str) -> str:
@@ -54,10 +40,6 @@ def segment(value: str) -> str:
         raise UsageError("an empty name names nothing: give the id (see id1 updates, id1 history)")
     quoted = quote(value, safe="")
     return quoted.replace(".", "%2E") if quoted.strip(".") == "" else quoted
-
-
-def socket_path(explicit: str | os.PathLike | None = None) -> Path:
-    return Path(explicit or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET)
 
 
 class AgentClient:

@@ -25,7 +25,13 @@
     ├── Conflict                  an API request clashes with the agent's state (409)
     ├── Forbidden                 the caller's role does not allow it (403; agent.api.roles)
     ├── ApiServerError            the API socket cannot be served (agent.api.server)
-    ├── AgentUnreachable          a client cannot reach the daemon (agent.client)
+    ├── AgentUnreachable          a client cannot reach the daemon (agent.client)      (exit 69)
+    ├── ApiError                  the daemon answered a request with an error: its status,
+    │                             code and message (agent.client)       (exit by status)
+    ├── FleetUnavailable          the fleet's lock service cannot be used as configured: a
+    │   │                         wrong endpoint, auth, no fleet id (agent.fleet)  (exit 2)
+    │   └── FleetUnreachable      no endpoint answers now: a wait for a slot, an error
+    │                             for an admin's resume or release
     └── ArtifactError             an artifact cannot be fetched or unpacked safely
         ├── ArtifactUnavailable   network or server failure, after retries
         ├── ArtifactMismatch      size or sha256 differs from the feed's
@@ -172,5 +178,35 @@ class NotFound(Id1Error):
     """What an API request names does not exist (a revision, an approval, a pin)."""
 
 
+class FleetUnavailable(Id1Error):
+    """The fleet's lock service (etcd, FleetLock) cannot be used as configured; the message names
+    the endpoint and what to change."""
+
+    exit_code = 2
+
+
+class FleetUnreachable(FleetUnavailable):
+    """No endpoint of the lock service answers now; waiting may help, changing the config may not."""
+
+
 class Conflict(Id1Error):
     """The request cannot be done in the agent's current state (approval already decided, a deployment running)."""
+
+
+class AgentUnreachable(Id1Error):
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class ApiError(Id1Error):
+    """The daemon's error answer: HTTP ``status``, the API's ``code``, its one-line message."""
+
+    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.fields = fields or []
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        # 502: the agent rejected the feed it fetched, the same status as `id1 agent run --once`
+        return {403: 77, 404: 4, 409: 5, 422: 2, 502: 3}.get(self.status, 1)

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.cli.plan_cmd import instance_id_for
-from agent.config import load_config
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -41,9 +40,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run_once(args: argparse.Namespace) -> int:
+    from agent.config import load_config  # pydantic: only for these verbs
+
     if not args.once:
         return run_daemon(args)
-    from agent.once import Once  # the deployment engine's imports are not needed by other verbs
+    from agent.once import (
+        Once,  # the deployment engine's imports are not needed by other verbs
+    )
 
     config = load_config(args.config)
     return Once(config, instance_id_for(None, config), now=lambda: datetime.now(timezone.utc)).run()
@@ -61,6 +64,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def list_backups(args: argparse.Namespace) -> int:
+    from agent.config import load_config  # pydantic and the store: only for these verbs
     from agent.store import Store
 
     config = load_config(args.config)
@@ -74,6 +78,7 @@ def list_backups(args: argparse.Namespace) -> int:
 
 
 def restore_backup(args: argparse.Namespace) -> int:
+    from agent.config import load_config  # pydantic and the store: only for these verbs
     from agent.store import Store
 
     config = load_config(args.config)

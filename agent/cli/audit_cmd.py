@@ -8,7 +8,19 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from agent.cli.render import WIDTH, WRAPPED, add_client_options, agent_client, emit, json_text, moment, plural, print_json, say, shown
+from agent.cli.render import (
+    WIDTH,
+    WRAPPED,
+    add_client_options,
+    agent_client,
+    emit,
+    json_text,
+    moment,
+    plural,
+    print_json,
+    say,
+    shown,
+)
 from agent.errors import Id1Error, UsageError
 from agent.files import write_atomically
 

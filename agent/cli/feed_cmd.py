@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.cli import keys_cmd
 from agent.cli.plan_cmd import parse_instant
 from agent.cli.render import shown
-from agent.config import DEFAULT_FEED_MAX_BYTES, load_config
 from agent.errors import KeyFileError, UsageError
-from agent.feed.build import build_feed, load_source, previous_serial, write_feed_folder
-from agent.feed.signature import PublicKey, sign
-from agent.feed.verify import read_feed_files, verify_feed_signed
+
+if TYPE_CHECKING:  # cryptography is imported by the verbs that sign or verify, not to build the command line
+    from agent.feed.signature import PublicKey
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -63,6 +63,10 @@ def _register_build(feed_verbs: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from agent.config import DEFAULT_FEED_MAX_BYTES, load_config
+    from agent.feed.signature import PublicKey
+    from agent.feed.verify import read_feed_files, verify_feed_signed
+
     if args.config is not None:
         config = load_config(args.config)
         keys = [PublicKey.from_base64(line) for line in config.feed.trusted_keys]
@@ -84,6 +88,14 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from agent.feed.build import (
+        build_feed,
+        load_source,
+        previous_serial,
+        write_feed_folder,
+    )
+    from agent.feed.signature import sign
+
     if not args.artifacts.is_dir():
         raise UsageError(f"--artifacts {args.artifacts}: not a folder")
     key = keys_cmd.load_secret_key(args.key, args.password_file)
@@ -104,6 +116,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _public_key(text: str) -> PublicKey:
+    from agent.feed.signature import PublicKey
+
     if text.startswith("RW"):
         return PublicKey.from_base64(text)
     try:

@@ -11,7 +11,18 @@ import sys
 from typing import Any
 
 from agent.cli.render import (
-    NotConfirmed, add_client_options, agent_client, block, confirm, emit, local_zone, moment, parse_time, print_json, say, table,
+    NotConfirmed,
+    add_client_options,
+    agent_client,
+    block,
+    confirm,
+    emit,
+    local_zone,
+    moment,
+    parse_time,
+    print_json,
+    say,
+    table,
 )
 from agent.errors import Conflict
 

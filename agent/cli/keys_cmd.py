@@ -17,10 +17,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.files import write_atomically
 from agent.errors import Id1Error, KeyFileError, UsageError
-from agent.feed.signature import SecretKey, secret_key_needs_password, sign
+from agent.files import write_atomically
+
+if TYPE_CHECKING:  # cryptography is imported by the verbs that sign or verify, not to build the command line
+    from agent.feed.signature import SecretKey
 
 PASSWORD_ENV = "ID1_KEY_PASSWORD"
 SIGNATURE_SUFFIX = ".minisig"
@@ -83,6 +86,8 @@ def register_sign(feed_verbs: argparse._SubParsersAction) -> None:
 
 
 def run_keygen(args: argparse.Namespace) -> int:
+    from agent.feed.signature import SecretKey
+
     key_path = Path(f"{args.out}.key")
     pub_path = Path(f"{args.out}.pub")
     if not key_path.parent.is_dir():
@@ -110,6 +115,8 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def run_sign(args: argparse.Namespace) -> int:
+    from agent.feed.signature import sign
+
     key = load_secret_key(args.key, args.password_file)
     try:
         data = args.file.read_bytes()
@@ -133,6 +140,8 @@ def load_secret_key(path: Path, password_file: Path | None) -> SecretKey:
 
     Also used by ``id1 feed build``, so every command that signs gets its password the same way.
     """
+    from agent.feed.signature import SecretKey, secret_key_needs_password
+
     key_text = _read_key_file(path)
     try:
         if secret_key_needs_password(key_text):

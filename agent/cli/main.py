@@ -22,10 +22,8 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.cli import agent_cmd, audit_cmd, feed_cmd, history_cmd, pins_cmd, plan_cmd, status_cmd, tui_cmd, updates_cmd
 from agent.cli.render import add_socket_option, shown
-from agent.client import ApiError
-from agent.errors import Id1Error, UsageError
+from agent.errors import ApiError, Id1Error, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="id1",
         description="ID-1 update agent: plans, verifies and deploys signed platform releases.",
     )
+    # The verb modules import only what building their parsers needs; each verb imports the rest
+    # (httpx, pydantic, the planner…) when it runs, so `id1 --version` and `id1 status` start fast.
+    from agent.cli import agent_cmd, audit_cmd, feed_cmd, history_cmd, pins_cmd, plan_cmd, status_cmd, tui_cmd, updates_cmd
+
     parser.add_argument("--version", action="version", version=f"id1 {__version__}")
     add_socket_option(parser, top_level=True)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
@@ -54,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # what a login script or a package check asks most: no parser needed
+        print(f"id1 {__version__}")
+        return 0
     try:
         check_arguments_are_text(argv)
         args = build_parser().parse_args(argv)

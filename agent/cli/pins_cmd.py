@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agent.cli.render import add_client_options, agent_client, block, emit, moment, print_json, say, table
+from agent.cli.render import (
+    add_client_options,
+    agent_client,
+    block,
+    emit,
+    moment,
+    print_json,
+    say,
+    table,
+)
 
 LEVELS = ("platform", "suite", "capability")
 CHANNELS = ("auto-update", "manual-approval", "frozen")

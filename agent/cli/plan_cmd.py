@@ -11,13 +11,13 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.cli.render import shown
-from agent.config import AgentConfig, load_config, read_machine_id
 from agent.errors import UsageError
-from agent.feed.verify import read_feed_files, trusted_keys_from_config, verify_feed
-from agent.planning import INVALIDATING, make_plan
-from agent.planning.manifest import load_manifest
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 EXIT_TARGET_INVALID = 4
 
@@ -46,6 +46,8 @@ def parse_instant(text: str) -> datetime:
 
 
 def instance_id_for(explicit: str | None, config: AgentConfig) -> str:
+    from agent.config import read_machine_id
+
     instance_id = explicit or config.instance_id or read_machine_id()
     if not instance_id:
         raise UsageError("no instance id: give --instance-id, set instance_id in the config, or create /etc/machine-id")
@@ -53,6 +55,13 @@ def instance_id_for(explicit: str | None, config: AgentConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not when the command line is built: `id1 --version` or `id1 status` need
+    # none of the config, feed or planner modules (pydantic, cryptography, packaging).
+    from agent.config import load_config
+    from agent.feed.verify import read_feed_files, trusted_keys_from_config, verify_feed
+    from agent.planning import INVALIDATING, make_plan
+    from agent.planning.manifest import load_manifest
+
     config = load_config(args.config)
     instance_id = instance_id_for(args.instance_id, config)
     installed = load_manifest(args.installed) if args.installed else None

@@ -27,11 +27,14 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import IO, Any, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterator
 
-from agent.client import DEFAULT_SOCKET, SOCKET_ENV, AgentClient
 from agent.errors import Id1Error
 from agent.safe_text import escape_unsafe
+from agent.socket_path import DEFAULT_SOCKET, SOCKET_ENV
+
+if TYPE_CHECKING:
+    from agent.client import AgentClient
 
 WIDTH = 80
 LABEL = 11  # width of the labels in "Label      value" blocks
@@ -71,6 +74,10 @@ def add_client_options(parser: argparse.ArgumentParser, *, json_help: str | None
 
 @contextmanager
 def agent_client(args: argparse.Namespace) -> Iterator[AgentClient]:
+    from agent.client import (
+        AgentClient,  # httpx: only for the verbs that talk to the daemon
+    )
+
     with AgentClient.connect(getattr(args, "socket", None)) as client:
         yield client
 

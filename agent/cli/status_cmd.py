@@ -6,7 +6,19 @@ import argparse
 from typing import Any
 
 from agent.cli.render import (
-    LABEL, action_words, add_client_options, agent_client, arrow, block, emit, moment, moment_and_relative, plural, print_json, say, table,
+    LABEL,
+    action_words,
+    add_client_options,
+    agent_client,
+    arrow,
+    block,
+    emit,
+    moment,
+    moment_and_relative,
+    plural,
+    print_json,
+    say,
+    table,
 )
 
 

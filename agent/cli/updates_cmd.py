@@ -10,14 +10,31 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cli.render import (
-    WIDTH, WRAPPED, NotConfirmed, NothingToDecide, action_words, add_client_options, agent_client, block, confirm, emit, indented, moment,
-    opens_later, print_json, say, shown, table,
+    WIDTH,
+    WRAPPED,
+    NotConfirmed,
+    NothingToDecide,
+    action_words,
+    add_client_options,
+    agent_client,
+    block,
+    confirm,
+    emit,
+    indented,
+    moment,
+    opens_later,
+    print_json,
+    say,
+    shown,
+    table,
 )
-from agent.client import AgentClient, ApiError
-from agent.versions import matches
+from agent.errors import ApiError
+
+if TYPE_CHECKING:
+    from agent.client import AgentClient
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -192,7 +209,7 @@ def _fixed_advisories(approval: dict[str, Any], changes: list[dict[str, Any]], c
             if change["capability"] != advisory["capability"] or not change["from"] or advisory["id"] in ids:
                 continue
             try:
-                if matches(advisory["affected"], change["from"]) and not (change["to"] and matches(advisory["affected"], change["to"])):
+                if _matches(advisory["affected"], change["from"]) and not (change["to"] and _matches(advisory["affected"], change["to"])):
                     ids.append(advisory["id"])
             except ValueError:
                 continue
@@ -203,3 +220,8 @@ def _fixed_advisories(approval: dict[str, Any], changes: list[dict[str, Any]], c
                      if advisory else advisory_id)
     return lines
 
+
+def _matches(specifier: str, version: str) -> bool:
+    from agent.versions import matches  # packaging: only when an approval is shown
+
+    return matches(specifier, version)
