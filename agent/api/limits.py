@@ -3,9 +3,10 @@
 The socket is open to every local user, and a user needs no role to connect, hold a
 connection open, or send bytes. So, before any role is known:
 
-    connections   at most ``max_per_user`` at once from one uid, and ``max_connections`` from
-                  everyone but root (root's own ``max_per_user`` come on top, so an admin gets
-                  in whoever fills the rest); none at all while fewer than
+    connections   at most ``max_per_user`` at once from one uid and ``max_connections`` from
+                  everyone but root together; root (who can stop the agent anyway, and whose
+                  monitoring may poll it in parallel) is counted in neither, so an admin gets
+                  in whoever fills the rest; nobody at all while fewer than
                   ``descriptor_reserve`` descriptors are left under the process's soft
                   RLIMIT_NOFILE, which stay for the agent's own work (feed polls,
                   deployments, its state). A refused connection is answered 503 and closed
@@ -35,7 +36,7 @@ class ApiLimits:
     max_connections: int = 128
     """Connections held at once from every caller but root (a few CLIs and TUIs need a handful)."""
     max_per_user: int = 32
-    """Connections held at once from one uid, root included."""
+    """Connections held at once from one uid other than root."""
     descriptor_reserve: int = 256
     """Descriptors kept free for the agent's own work: no connection is taken while fewer are
     left under the soft RLIMIT_NOFILE (at most a quarter of that limit is kept back)."""
@@ -76,7 +77,7 @@ def refusal(uid: int, held: Mapping[int, int], *, descriptors_open: int, descrip
     the descriptors the process has open (the new connection's included)."""
     if descriptors_open > descriptor_limit - descriptors_kept(limits, descriptor_limit):
         return Refusal.descriptors
-    if held.get(uid, 0) >= limits.max_per_user:
+    if uid != 0 and held.get(uid, 0) >= limits.max_per_user:
         return Refusal.per_user
     if uid != 0 and sum(count for holder, count in held.items() if holder != 0) >= limits.max_connections:
         return Refusal.total

@@ -38,8 +38,8 @@ The OpenAPI description is served at `/openapi.json` (and browsable at `/docs`),
 with the viewer role like everything else: a caller with no role is answered 403 before its
 request is routed or its body read.
 
-The socket defends itself against local users (docs/security.md): each user may hold 32
-connections at once and everyone but root 128 together (root's own 32 come on top); no
+The socket defends itself against local users (docs/security.md): each user but root may hold
+32 connections at once, and everyone but root 128 together (root is counted in neither); no
 connection is taken while fewer than 256 of the agent's descriptors are free (at most a quarter
 of its limit); a request head must arrive within 5 s and its body within 10 s more; a body may
 not exceed 1 MiB. A connection refused for these reasons is answered 503 and closed.

@@ -50,8 +50,9 @@ def test_a_user_gets_its_share_and_root_gets_in_when_the_rest_is_full():
     assert refusal(1001, {1001: 2}, **room) is None
     assert refusal(1001, {1001: 3}, **room) is Refusal.per_user
     assert refusal(1002, {1001: 3, 1002: 1}, **room) is Refusal.total
-    assert refusal(0, {1001: 3, 1002: 1}, **room) is None  # root's own share is on top
-    assert refusal(0, {0: 3, 1001: 1}, **room) is Refusal.per_user
+    assert refusal(0, {1001: 3, 1002: 1}, **room) is None  # root is counted in neither
+    assert refusal(0, {0: 40, 1001: 1}, **room) is None
+    assert refusal(0, {0: 40}, descriptors_open=1020, descriptor_limit=1024, limits=limits) is Refusal.descriptors
     assert refusal(1002, {0: 3, 1001: 1}, **room) is None  # root's connections are not the others'
 
 
