@@ -375,3 +375,30 @@ def test_a_channel_never_moves_a_capability_back_onto_an_affected_version():
         ("core/auth", "1.0.5", "1.0.0", "latest", HOLD),
     ]
     assert versions(result.next) == {"core/auth": "1.0.5", "core/api": "2.1.0"}
+
+
+# --- fleet halts ------------------------------------------------------------------------------
+
+def test_a_version_the_fleet_group_halted_is_held_with_who_failed_it():
+    installed = installed_at("2.5.0")
+    free = plan(simple_feed(), installed=installed)
+    assert ("core/auth", "1.0.0", "1.1.0", "latest", APPLY) in changes(free)
+    halted = make_plan(simple_feed().catalog(), PolicyConfig(channel="auto-update"), [], installed, now=NOW, instance_id=HOST,
+                       halted={"core/auth@1.1.0": ["h1", "h3"]})
+    assert versions(halted.next)["core/auth"] == "1.0.0"  # held: the rest of the release still goes
+    assert versions(halted.next)["core/api"] == "2.1.0"
+    assert ("core/auth", "1.0.0", "1.1.0", "latest", HOLD) in changes(halted)
+    [problem] = [p for p in halted.problems if p.code == "fleet-halted"]
+    assert problem.detail == ("core/auth 1.1.0 is halted for this host's fleet group: it failed on h1, h3 "
+                              "(id1 fleet resume core/auth@1.1.0 lifts it)")
+    assert halted.valid
+
+
+def test_a_forced_fix_the_fleet_group_halted_is_not_forced():
+    feed = simple_feed().advisory("ID1-SA-1", "core/auth", "<1.0.1")
+    installed = installed_at("2.5.0", simple_feed())
+    assert versions(plan(feed, channel="frozen", installed=installed).next)["core/auth"] == "1.0.1"
+    halted = make_plan(feed.catalog(), PolicyConfig(channel="frozen"), [], installed, now=NOW, instance_id=HOST,
+                       halted={"core/auth@1.0.1": ["h2"]})
+    assert versions(halted.next)["core/auth"] == "1.0.0"
+    assert "fleet-halted" in codes(halted)

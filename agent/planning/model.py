@@ -19,7 +19,8 @@ INVALIDATING = frozenset({"no-release", "unknown-release", "withdrawn", "no-matc
 #   pin-conflict two pins name the same thing; the first one listed wins
 #   deferred     a change allowed by its channel waits for another one it needs
 #   republished  the feed gives a version this host runs other bytes; the host keeps its own
-PROBLEM_CODES = INVALIDATING | {"exposed", "unused-pin", "pin-conflict", "deferred", "republished"}
+#   fleet-halted the host's fleet group stopped a version after it failed on other hosts
+PROBLEM_CODES = INVALIDATING | {"exposed", "unused-pin", "pin-conflict", "deferred", "republished", "fleet-halted"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ to the target's ``content_hash()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from packaging.version import Version
@@ -43,10 +43,14 @@ def make_plan(
     instance_id: str,
     blocked: Iterable[str] = (),
     approved_target: str | None = None,
+    halted: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     """Plan this host. ``blocked`` holds release refs (``core/auth@1.0.2``, ``platform@2.6.0``)
     not to be chosen automatically; ``approved_target`` is the ``content_hash()`` of an approved
-    target: its ``await-approval`` changes become ``apply``."""
+    target: its ``await-approval`` changes become ``apply``. ``halted`` holds the capability
+    versions the host's fleet group stopped (``core/auth@1.1.0`` → the hosts it failed on): a
+    change onto one is held whatever its action, a forced fix included, with problem
+    ``fleet-halted``."""
     selection = Selection(
         catalog=catalog,
         allow_prerelease=policy.allow_prerelease,
@@ -85,6 +89,7 @@ def make_plan(
     next_manifest, changes, deferred = _next_and_changes(
         installed, target, valid, approved, forced, policy, resolution,
         affected=lambda ref, entry: bool(enforced_advisories(catalog, ref, entry.version, policy.enforce_severity)),
+        halted=halted or {},
     )
     problems += deferred
     return Plan(
@@ -186,8 +191,21 @@ def _next_and_changes(
     policy: PolicyConfig,
     resolution: Resolution,
     affected: Callable[[str, DeployedCapability], bool],
+    halted: Mapping[str, Sequence[str]],
 ) -> tuple[Manifest | None, list[Change], list[Problem]]:
     have_all = installed.capabilities() if installed is not None else {}
+    stopped: dict[str, Problem] = {}
+
+    def halts(ref: str, entry: DeployedCapability | None) -> bool:
+        """``entry`` is a version the fleet group halted (noted as a problem)."""
+        if entry is None:
+            return False
+        hosts = halted.get(f"{ref}@{entry.version}")
+        if hosts is None:
+            return False
+        stopped.setdefault(ref, Problem("fleet-halted", f"{ref} {entry.version} is halted for this host's fleet group: it failed "
+                                        f"on {', '.join(hosts) or 'another host'} (id1 fleet resume {ref}@{entry.version} lifts it)"))
+        return True
     want_all = target.capabilities() if target is not None else {}
     refs = sorted(have_all.keys() | want_all.keys()) if target is not None else sorted(have_all)
 
@@ -207,7 +225,8 @@ def _next_and_changes(
         enforcement = forced.get(ref)
         if enforcement is None:
             return have_all.get(ref)
-        return DeployedCapability.from_release(enforcement.fix, enforcement.source)
+        fix = DeployedCapability.from_release(enforcement.fix, enforcement.source)
+        return have_all.get(ref) if halts(ref, fix) else fix
 
     def worsens(stays: DeployedCapability | None, want: DeployedCapability | None, ref: str) -> bool:
         """Moving onto an affected version (the target is exposed) from one that is not."""
@@ -219,7 +238,8 @@ def _next_and_changes(
     for ref in refs:
         want = want_all.get(ref) if target is not None else have_all.get(ref)
         stays = next_all.get(ref)
-        if valid and channel_action(ref) == APPLY and _differs(stays, want) and not worsens(stays, want, ref):
+        if valid and channel_action(ref) == APPLY and _differs(stays, want) and not worsens(stays, want, ref) \
+                and not halts(ref, want):
             next_all[ref] = want
             channel_applied.add(ref)
 
@@ -236,11 +256,11 @@ def _next_and_changes(
             # What the channel would apply and is still different was held back: deferred, or
             # it would land on an affected version.
             action = channel_action(ref)
-            action = HOLD if action == APPLY else action
+            action = HOLD if action == APPLY or halts(ref, want) else action
             second.append(Change(ref, _version(now_entry), _version(want), source_of(ref, want), action, want.overrides if want else None))
 
     next_manifest = _assemble_next(next_all, installed, target, valid)
-    return next_manifest, first + second, list(deferred.values())
+    return next_manifest, first + second, [*deferred.values(), *stopped.values()]
 
 
 def _defer_breaking_applies(next_all, channel_applied, want_all, target, installed, forced_entry) -> dict[str, Problem]:
