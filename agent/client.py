@@ -169,6 +169,15 @@ class AgentClient:
     def enforce(self, advisory_id: str) -> dict[str, Any]:
         return self._call("POST", "/security/enforce", json={"advisory_id": advisory_id})
 
+    def fleet(self) -> dict[str, Any]:
+        return self._call("GET", "/fleet")
+
+    def fleet_resume(self, ref: str, reason: str | None = None) -> dict[str, Any]:
+        return self._call("POST", "/fleet/resume", json={"ref": ref, "reason": reason})
+
+    def fleet_release(self, host_id: str, reason: str | None = None) -> dict[str, Any]:
+        return self._call("POST", "/fleet/release", json={"host_id": host_id, "reason": reason})
+
     def deploy(self, target_hash: str) -> dict[str, Any]:
         return self._call("POST", "/deployments", json={"target_hash": target_hash})
 

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from agent.errors import ConfigError, Issue, KeyFileError
 from agent.feed.model import Severity, issues_from_validation_error
+from agent.fleet.config import FleetConfig
 from agent.safe_text import quoted
 from agent.window import DAYS, WINDOW_PATTERN
 from agent.versions import check_version_or_specifier
@@ -258,6 +259,7 @@ class AgentConfig(_Table):
     health: HealthConfig = Field(default_factory=HealthConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
 
     @model_validator(mode="after")
     def _one_pin_per_name(self):

@@ -68,6 +68,8 @@ class MetricsSnapshot:
     """Unix seconds at which the last deployment finished; ``None`` before the first."""
     current_revision: int | None = None
     blocked_versions: int = 0
+    fleet_halted_changes: int | None = None
+    """Changes the host's fleet group halted that the plan holds; None without a fleet (etcd)."""
 
     def __post_init__(self) -> None:
         problems = [
@@ -139,6 +141,11 @@ def render_metrics(snapshot: MetricsSnapshot) -> str:
             "id1_blocked_versions",
             "Releases blocked from automatic selection after a failure or a rollback.",
             snapshot.blocked_versions,
+        ),
+        _gauge(
+            "id1_fleet_halted_changes",
+            "Changes the plan holds because the host's fleet group halted them after failures on other hosts.",
+            snapshot.fleet_halted_changes,
         ),
     ]
     return "".join(line + "\n" for family in families for line in family)

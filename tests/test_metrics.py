@@ -317,3 +317,10 @@ def test_the_daemons_counters_never_go_down_when_old_records_are_archived(tmp_pa
     assert after['id1_rollbacks_total{trigger="automatic"}'] == 1 and after['id1_rollbacks_total{trigger="manual"}'] == 2
     result = promtool_check(textfile.read_text())
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
+
+
+def test_changes_the_fleet_group_halted_are_counted_only_where_a_group_can_halt():
+    assert "id1_fleet_halted_changes" not in render_metrics(snapshot())  # no fleet, or FleetLock: no halts
+    text = render_metrics(snapshot(fleet_halted_changes=2))
+    assert samples(text)["id1_fleet_halted_changes"] == "2"
+    assert promtool_check(text).returncode == 0

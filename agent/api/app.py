@@ -36,7 +36,7 @@ from agent import __version__
 from agent.api.auth import install_roles
 from agent.api.body_limit import BodyLimit
 from agent.api.limits import ApiLimits
-from agent.api.routes import audit, deployments, errors, security, settings, status, updates
+from agent.api.routes import audit, deployments, errors, fleet, security, settings, status, updates
 from agent.config import RolesConfig
 from agent.daemon.service import AgentService
 from agent.deploy.engine import RollbackRefused
@@ -71,7 +71,7 @@ def create_app(service: AgentService, roles: RolesConfig, *, limits: ApiLimits =
     app.add_exception_handler(Id1Error, _error(503, "failed"))
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    routers = [module.router for module in (status, updates, deployments, settings, security, audit)]
+    routers = [module.router for module in (status, updates, deployments, settings, security, audit, fleet)]
     for router in routers:
         app.include_router(router)
     # Which methods each path has, for the Allow header of a 405 (the app's own routes and ours).

@@ -26,7 +26,7 @@ Unix groups named in the config's `[roles]`; root is admin.
 |---|---|
 | viewer | read everything |
 | approver | + approve and reject updates, check the feed now |
-| admin | + pins, policies, rollback, deployments, enforcing advisories, unblocking versions |
+| admin | + pins, policies, rollback, deployments, enforcing advisories, unblocking versions, lifting a fleet halt, freeing a gone host's fleet slot |
 
 The `id1` verbs and `id1 tui` are clients of this API; anything they do, a script can do:
 

@@ -353,3 +353,72 @@ class CheckResult(BaseModel):
 
 class Unblocked(BaseModel):
     ref: str
+
+
+# --- the fleet (DESIGN.md §12, docs/fleet.md) ---------------------------------------------------
+
+_FLEET_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_N = r"(?:0|[1-9][0-9]{0,8})"
+CHANGE_REF = (rf"^(?:platform|{_NAME}/{_NAME})@{_N}(?:\.{_N}){{0,5}}(?:(?:a|b|rc){_N})?(?:\.post{_N})?(?:\.dev{_N})?$")
+"""``REF@VERSION`` with the version in its normal PEP 440 form, as halt records name a change."""
+
+
+class FleetHostView(BaseModel):
+    host_id: str
+    instance_id: str
+    platform: str | None
+    revision: int | None
+    agent_state: str
+    updated_at: str
+    last_seen: str
+
+
+class FleetHolderView(BaseModel):
+    host_id: str
+    since: str | None
+    slot: int | None = None
+    instance_id: str | None = None
+
+
+class FleetFailureView(BaseModel):
+    ref: str
+    """REF@VERSION."""
+    hosts: list[str]
+    """The hosts rolled back from it."""
+    halted: bool
+    """At least ``halt_after`` hosts failed on it: no host of the group deploys it."""
+
+
+class FleetState(BaseModel):
+    """The fleet group seen from this host (etcd: every host; FleetLock: this host's slot only)."""
+
+    backend: str
+    group: str
+    this_host: str
+    slots: int | None = None
+    halt_after: int | None = None
+    hosts: list[FleetHostView] = []
+    holders: list[FleetHolderView] = []
+    waiting: list[str] = []
+    waiting_total: int = 0
+    failures: list[FleetFailureView] = []
+    note: str | None = None
+    """What this backend cannot show, or why the view is missing (the lock service unreachable)."""
+    slot_wait: str | None = None
+    """What this host waits for now, if it waits for a slot."""
+
+
+class FleetResumeRequest(_Body):
+    ref: str = Field(pattern=CHANGE_REF, max_length=200)
+    """The halted change, ``REF@VERSION`` (``core/auth@2.0.1``)."""
+    reason: Reason | None = None
+
+
+class FleetReleaseRequest(_Body):
+    host_id: str = Field(pattern=_FLEET_ID, max_length=128)
+    """The fleet id of the host that is gone (``id1 fleet`` lists the holders)."""
+    reason: Reason | None = None
+
+
+class FleetOutcome(BaseModel):
+    message: str

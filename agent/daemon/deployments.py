@@ -47,11 +47,19 @@ class BakeWatch:
 class Deployments:
     """Part of ``AgentService`` (agent.daemon.service): deployments, bake watch, rollbacks."""
 
-    def deploy(self, manifest: Manifest, *, target_hash: str | None, what: str, actor: str = AGENT) -> DeployResult:
+    def deploy(self, manifest: Manifest, *, target_hash: str | None, what: str, actor: str = AGENT,
+               forced: bool = False) -> DeployResult:
+        """``forced``: a security fix enforced whatever the policy, which waits for a fleet slot
+        ``fleet.critical_wait`` at most."""
         self.set_activity(f"deploying: {what}")
         self.events.publish("deployment", {"state": "started", "what": what})
         serial = self.catalog.serial if self.catalog else None
-        result = self.engine.deploy(manifest, feed_serial=serial, target_hash=target_hash)
+        if self.engine.fleet is not None:
+            self.engine.fleet.critical_wait_s = self.config.fleet.critical_wait_s if forced else None
+        try:
+            result = self.engine.deploy(manifest, feed_serial=serial, target_hash=target_hash)
+        finally:
+            self.slot_wait = None
         self.plan = self.make_plan(windowed=False)  # at once: a reader must not see the new revision with the old plan
         self._after_deployment(result, what, actor=actor)
         return result
@@ -104,11 +112,12 @@ class Deployments:
             self.bake = None
             return None
         entries = Manifest.model_validate(latest.manifest).capabilities()
-        problem = None
+        problem = failing = None
         for ref in bake.capabilities:
             entry = entries.get(ref)
             if entry is not None and (found := self.engine.health.probe(entry.units, entry.health)) is not None:
                 problem = f"{ref} {entry.version} turned unhealthy within the bake period: {found}"
+                failing = f"{ref}@{entry.version}"
                 break
         if problem is None:
             bake.failures = 0
@@ -128,6 +137,8 @@ class Deployments:
             self._decided(AGENT, "health-failed", reason, f"revision {bake.previous} has blocked versions ({', '.join(blocked)}): "
                           "not rolled back automatically; an admin decides (id1 rollback --to)", alert=DEPLOYMENT_FAILED)
             return reason
+        if self.engine.fleet is not None:  # the group hears of it before this host's rollback takes a slot
+            self.engine.fleet.record_failures([failing])
         try:
             result = self.engine.rollback(bake.previous, catalog=self.catalog, reason=reason, actor=AGENT,
                                           enforce_severity=self.config.policy.enforce_severity)
@@ -198,7 +209,8 @@ class Deployments:
                     suite: SuitePolicy(channel="auto-update") for suite in everything.suites}})
                 latest = self.store.revisions.latest()
                 now_plan = make_plan(self.catalog, everything, self.pins(), Manifest.model_validate(latest.manifest) if latest else None,
-                                     now=self.clock(), instance_id=self.instance_id, blocked=self.store.blocked.refs())
+                                     now=self.clock(), instance_id=self.instance_id, blocked=self.store.blocked.refs(),
+                                     halted=self.fleet_halted)
                 manifest, why = now_plan.next, "deployed now by an admin"
                 held = [p.detail for p in now_plan.problems if p.code == "deferred"]
                 if held:
@@ -230,7 +242,7 @@ class Deployments:
             manifest, enforcement = outcome
             what = f"{enforcement.capability} {enforcement.from_version} → {enforcement.fix.version}"
             self._decided(actor, "enforce", what, f"{advisory_id} enforced by {actor}", alert=FORCED_PATCH)
-            result = self.deploy(manifest, target_hash=None, what=what, actor=actor)
+            result = self.deploy(manifest, target_hash=None, what=what, actor=actor, forced=True)
             self.plan = self.make_plan(windowed=False)
             return result
         return self.exclusive(work)

@@ -57,6 +57,8 @@ class Housekeeping:
             last_deployment_timestamp=recent[0].completed_at.timestamp() if recent and recent[0].completed_at else None,
             current_revision=latest.number if latest else None,
             blocked_versions=len(self.store.blocked.refs()),
+            fleet_halted_changes=(sum(1 for p in (self.plan.problems if self.plan else ()) if p.code == "fleet-halted")
+                                  if self.config.fleet.backend == "etcd" else None),
         ).with_totals(totals.deployments, totals.rollbacks)
 
     def compliance(self) -> float:

@@ -71,7 +71,7 @@ class Reconciler:
         installed = Manifest.model_validate(latest.manifest) if latest else None
         return make_plan(self.catalog, self.planning_policy(windowed=windowed), self.pins(), installed,
                          now=self.clock(), instance_id=self.instance_id, blocked=self.store.blocked.refs(),
-                         approved_target=approved_target)
+                         approved_target=approved_target, halted=self.fleet_halted)
 
     def reconcile(self) -> str:
         """Plan, keep the pending approval in step with the target, deploy what may go now."""
@@ -83,6 +83,7 @@ class Reconciler:
             if resumed is not None:
                 self._after_deployment(resumed, "an interrupted deployment", actor=AGENT)
         self.set_activity("planning")
+        self.refresh_halted()
         self.plan = plan = self.make_plan(windowed=False)
         self._propose(plan)
         approved = self.store.approvals.approved_waiting()
@@ -98,7 +99,7 @@ class Reconciler:
                           f"{change.source.removeprefix('security:')} is enforced whatever the policy", alert=FORCED_PATCH,
                           details={"capability": change.capability, "from": change.from_version, "to": change.to_version})
         why = ", ".join(f"{c.capability} {c.from_version or '(none)'} → {c.to_version or '(removed)'}" for c in applies)
-        result = self.deploy(now_plan.next, target_hash=now_plan.target_hash, what=why)
+        result = self.deploy(now_plan.next, target_hash=now_plan.target_hash, what=why, forced=bool(forced))
         if approved is not None and not self.interrupted(result):  # an interrupted one is retried at the next start
             running = self.store.revisions.latest()
             if result.status == DeploymentStatus.SUCCEEDED and now_plan.target is not None and running and \

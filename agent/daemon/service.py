@@ -5,6 +5,7 @@
     deployments.py   deploy(), the bake watch, rollbacks, an admin's deployment now, enforce()
     admin.py         approvals, pins, policies, blocked versions: an admin's decisions
     housekeeping.py  retention, state backups, the metrics file
+    fleet.py         the fleet group: the slot deployments hold, halted changes, the host's state
     recorder.py      each decision audited, published, logged (and alerted)
 
 The parts are mixins of one ``AgentService``: they share its state (``store``, ``plan``,
@@ -50,6 +51,7 @@ from agent.store.store import utc_now
 from agent.transfer import TransferFloor
 from agent.daemon.admin import AdminVerbs
 from agent.daemon.deployments import BakeWatch, Deployments
+from agent.daemon.fleet import MACHINE_ID, FleetPart
 from agent.daemon.housekeeping import Housekeeping
 from agent.daemon.reconcile import Reconciler
 from agent.daemon.recorder import AGENT, DecisionRecorder
@@ -67,9 +69,11 @@ class Activity:
     since: datetime = field(default_factory=utc_now)
 
 
-class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housekeeping):
+class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housekeeping, FleetPart):
     config_source = "the agent config (/etc/id1/agent.toml)"
     """Named when the API refuses to change what the config file decides (the daemon sets the real path)."""
+    machine_id_path = MACHINE_ID
+    """Read for this host's fleet id when ``fleet.id`` is empty."""
 
     def __init__(
         self,
@@ -107,6 +111,11 @@ class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housek
         self.notifier = WebhookNotifier(config.alerts.webhook, instance_id=instance_id) if config.alerts.webhook else None
         self.services = ServiceController.from_config(config.services)
         self.layout = ReleaseLayout(state_dir)
+        try:
+            self.open_fleet()
+        except BaseException:
+            self.close_files()
+            raise
         self.engine = self._make_engine()
         self.catalog: Catalog | None = None
         self.plan: Plan | None = None
@@ -125,10 +134,14 @@ class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housek
             store=self.store, layout=self.layout, artifacts=self.cache, services=self.services,
             health=StopAwareHealth(self.services, self.stopping), unit_dir=Path(self.config.services.unit_dir),
             instance_id=self.instance_id, resolve_url=self.feed.resolve_url if self.feed else (lambda url: url), clock=self.clock,
-            should_stop=self.stopping.is_set,
+            should_stop=self.stopping.is_set, fleet=self.fleet_slot(),
         )
 
     def close(self) -> None:
+        self.coordinator.close()
+        self.close_files()
+
+    def close_files(self) -> None:
         if self.notifier is not None:
             self.notifier.close()
         self.cache.close()
@@ -195,6 +208,9 @@ class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housek
             if self.notifier is not None:
                 self.notifier.close()
             self.notifier = WebhookNotifier(config.alerts.webhook, instance_id=self.instance_id) if config.alerts.webhook else None
+        if config.fleet != old.fleet:
+            self.coordinator.close()  # a slot it holds is taken over or freed by the new one
+            self.open_fleet()
         self.services = ServiceController.from_config(config.services)
         self.engine = self._make_engine()
         if self.catalog is not None:
@@ -206,6 +222,7 @@ class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housek
         self.activity = Activity(text, self.clock())
         self.on_activity(text)
         self.events.publish("status", {"activity": text})
+        self.publish_state()
 
     # --- start ----------------------------------------------------------------------------------
 
@@ -230,6 +247,7 @@ class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housek
         result = self.engine.resume()
         if result is not None:
             self._after_deployment(result, "an interrupted deployment", actor=AGENT)
+        self.settle_fleet_slot()
         self._settle_approval()
         drift = self.engine.drift()
         if drift:
@@ -256,6 +274,7 @@ class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housek
             self.reconcile()
         self.write_metrics()
         self.set_activity("idle")
+        self.publish_state()
 
 
 def _transfer_floor(config: AgentConfig) -> TransferFloor:

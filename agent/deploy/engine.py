@@ -1,7 +1,7 @@
 """The deployment state machine: a ``next`` manifest → running services, or the old ones back.
 
-    created → checking → downloading → staging → installing-units → switching → restarting
-        → verifying → committed                            (a new revision)
+    created → checking → downloading → staging [→ waiting-for-slot → slot-held] → installing-units
+        → switching → restarting → verifying [→ slot-released] → committed   (a new revision)
     a failure after units or links changed → rolling-back → rolled-back (the failed versions
         blocked), or undo-failed when not everything came back healthy
     a failure before that → failed (nothing on the host changed)
@@ -16,6 +16,14 @@ undone and its versions blocked as ``interrupted`` (repeated interruption is evi
 cut off is resumed as an undo; after UNDO_ATTEMPTS it ends ``undo-failed`` without trying again,
 so a host whose undo crashes the agent still comes up and an admin can act. Any error, foreseen
 or not, ends or undoes the deployment: none stays "in progress".
+
+With a fleet (``fleet``: agent.deploy.slot.FleetSlot, DESIGN §12) a deployment that changes what
+runs takes a slot of its group after staging, before units or links change, and gives it back
+once verified healthy, or once undone and healthy (``slot-released``); an automatic undo records
+the failed versions for the group first. Taking and giving back are journaled like every step:
+a resumed deployment takes its slot again (the coordinator takes over the one its earlier run
+held), a stop while waiting ends the deployment with nothing changed, and a change the group
+halted meanwhile is not deployed.
 
 Only capabilities whose version or artifact changes are touched and restarted, in dependency
 order (a capability after those it requires). A capability owns exactly the units its release
@@ -49,6 +57,7 @@ from agent.deploy.health import HealthChecker
 from agent.deploy.releases import ReleaseLayout
 from agent.deploy.rollback import RollbackCheck, check_rollback
 from agent.deploy.services import ServiceController
+from agent.deploy.slot import FleetSlot
 from agent.deploy.units import UnitFolder, release_unit_files
 from agent.errors import Id1Error, ReleaseError
 from agent.feed.catalog import Catalog
@@ -62,12 +71,13 @@ logger = logging.getLogger("id1.agent")
 CREATED = "created"
 CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS = "checking", "downloading", "staging", "installing-units"
 SWITCHING, RESTARTING, VERIFYING, COMMITTED = "switching", "restarting", "verifying", "committed"
+WAITING_FOR_SLOT, SLOT_HELD, SLOT_RELEASED = "waiting-for-slot", "slot-held", "slot-released"
 ROLLING_BACK, ROLLED_BACK, FAILED, UNDO_FAILED = "rolling-back", "rolled-back", "failed", "undo-failed"
-STEPS = (CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS, SWITCHING, RESTARTING, VERIFYING)
+STEPS = (CHECKING, DOWNLOADING, STAGING, WAITING_FOR_SLOT, SLOT_HELD, INSTALLING_UNITS, SWITCHING, RESTARTING, VERIFYING, SLOT_RELEASED)
 # Up to here nothing a running service sees has changed.
-RETRYABLE = (CREATED, CHECKING, DOWNLOADING, STAGING)
+RETRYABLE = (CREATED, CHECKING, DOWNLOADING, STAGING, WAITING_FOR_SLOT, SLOT_HELD)
 # A stop request (SIGTERM) is honoured on entering these: before anything running has switched.
-STOPPABLE = (DOWNLOADING, STAGING, INSTALLING_UNITS, SWITCHING)
+STOPPABLE = (DOWNLOADING, STAGING, WAITING_FOR_SLOT, INSTALLING_UNITS, SWITCHING)
 LOOP_GUARD = 3
 """Runs of one deployment (the first, and each retry after the agent was cut off) before it is undone."""
 UNDO_ATTEMPTS = 3
@@ -120,6 +130,8 @@ class Engine:
     should_stop: Callable[[], bool] = lambda: False
     """True once the agent is asked to stop (SIGTERM): a deployment that has not switched yet
     stops (undone if units were installed); one already switching is finished."""
+    fleet: FleetSlot | None = None
+    """The fleet slot a deployment that changes what runs holds (None: this host acts alone)."""
 
     def __post_init__(self) -> None:
         self.units = UnitFolder(self.unit_dir, self.layout.state_dir)
@@ -248,6 +260,8 @@ class Engine:
                 # own, and files in the unit folder that are somebody else's.
                 unit_texts[ref] = release_unit_files(self.layout.release_dir(ref, wanted[ref].version), ref, wanted[ref].version, wanted[ref].units)
                 self.units.check_free(ref, unit_texts[ref], owned=_unit_files(had.get(ref)))
+            if self.fleet is not None and (changed or removed):
+                deployment = self._take_slot(deployment, [f"{ref}@{wanted[ref].version}" for ref in changed])
         except Id1Error as error:  # nothing running has changed yet
             return self._finish(deployment, DeploymentStatus.FAILED, FAILED, str(error), changed)
         except Exception as error:  # a bug or an error not foreseen: the deployment still ends
@@ -280,6 +294,7 @@ class Engine:
                 result = self.health.wait_healthy(wanted[ref].units, wanted[ref].health)
                 if not result.healthy:
                     raise Id1Error(f"{ref} {wanted[ref].version} is not healthy: {result.detail}")
+            deployment = self._give_back_slot(deployment)
         except Exception as error:
             reason = str(error) if isinstance(error, Id1Error) else _unforeseen(error)
             # Stopping (SIGTERM) is not evidence against the release: nothing is blocked then.
@@ -299,6 +314,7 @@ class Engine:
         The failed versions are blocked first, in the same store write as the step: an undo cut
         off by a crash is resumed without them, and they stay blocked.
         """
+        deployment = self._latest(deployment)
         target = Manifest.model_validate(deployment.manifest)
         before = self._manifest_of(deployment.from_revision)
         changed, removed = _differences(before, target)
@@ -315,6 +331,8 @@ class Engine:
             deployment = self.store.deployments.save(deployment.record_step(
                 ROLLING_BACK, self.clock(), reason if attempt == 1 else f"attempt {attempt}: {reason}"))
         self.on_step(ROLLING_BACK)  # once the batch is on disk
+        if self.fleet is not None and failed:  # the group hears of it before the slot goes back
+            self.fleet.record_failures([f"{ref}@{version}" for ref, version in failed])
         problems = []
         had = before.capabilities() if before else {}
         for ref in [*changed, *removed]:
@@ -446,10 +464,45 @@ class Engine:
         self.on_step(state)
         return deployment
 
+    def _take_slot(self, deployment: Deployment, changes: list[str]) -> Deployment:
+        """Wait for a slot of the fleet group (journaled), or raise: stopping (nothing changed),
+        or a change the group halted while this host waited."""
+        slot = self.fleet
+        deployment = self._step(deployment, WAITING_FOR_SLOT, slot.describe())
+        grant = slot.acquire(should_stop=self.should_stop)
+        if not grant.held and grant.reason == "stopped":
+            raise AgentStopping("the agent was asked to stop while it waited for a fleet slot; nothing was changed")
+        halted = [ref for ref in changes if ref in grant.halted]
+        if halted:
+            raise Id1Error("; ".join(f"{ref} was halted for fleet group {slot.group} after it failed on "
+                                     f"{', '.join(grant.halted[ref])} (id1 fleet resume {ref} lifts it)" for ref in halted))
+        if grant.held:
+            return self._step(deployment, SLOT_HELD, f"group {slot.group}, after {grant.waited_s:.0f} s")
+        detail = (f"no slot of group {slot.group} after {grant.waited_s:.0f} s: a forced security fix goes ahead "
+                  f"without one ({grant.last_wait.describe() if grant.last_wait else 'the lock service did not answer'})")
+        deployment = self._step(deployment, SLOT_HELD, detail)
+        slot.went_ahead(detail)
+        return deployment
+
+    def _give_back_slot(self, deployment: Deployment) -> Deployment:
+        """Give the fleet slot back once the host is healthy again (journaled; idempotent)."""
+        if self.fleet is None or not _entries(deployment, WAITING_FOR_SLOT) or deployment.state == SLOT_RELEASED:
+            return deployment
+        self.fleet.release()
+        return self._step(deployment, SLOT_RELEASED, f"group {self.fleet.group}")
+
     def _finish(self, deployment: Deployment, status: DeploymentStatus, state: str, error: str, changed) -> DeployResult:
+        deployment = self._latest(deployment)
+        if status != DeploymentStatus.UNDO_FAILED:  # a host left unhealthy keeps its slot: the group waits for an admin
+            deployment = self._give_back_slot(deployment)
         deployment = self.store.deployments.save(deployment.record_step(
             state, self.clock(), error, status=status, error=error, completed_at=self.clock()))
         return DeployResult(deployment.id, status, None, error, tuple(changed))
+
+    def _latest(self, deployment: Deployment) -> Deployment:
+        """The deployment as last saved: a step may have been journaled by a call that then raised
+        (the slot's), and saving an older copy would drop it."""
+        return self.store.deployments.get(deployment.id) or deployment
 
     def _manifest_of(self, revision: int | None) -> Manifest | None:
         if revision is None:
