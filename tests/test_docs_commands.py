@@ -33,6 +33,7 @@ ID1_VERBS = {
     "policy": ("tests/daemon/test_daemon_cli.py", '"policy"'),
     "check": ("tests/daemon/test_daemon_cli.py", '"check"'),
     "audit": ("tests/daemon/test_daemon_cli.py", '"audit"'),
+    "fleet": ("tests/test_cli_fleet.py", '"fleet", "resume"'),  # and "release", against a daemon in an etcd group
     "report": ("tests/test_docs_operations.py", "operations.md"),
     "tui": ("tests/e2e/test_tui_tmux.py", "tui"),
     "plan": ("tests/test_cli_plan.py", '"plan"'),

@@ -4,7 +4,7 @@
     from tui.app import DashboardApp     # DashboardApp(client) with any tui.client.DashboardClient
 
 Layout: ``app`` (owns the client, workers, live events, the agent-down screen), ``screens/`` (one
-per module: the six screens, the dialogs, help, agent down), ``widgets/`` (one per module),
+per module: the seven screens, the dialogs, help, agent down), ``widgets/`` (one per module),
 ``styles/*.tcss``; ``changes`` (what can be sent, and the role it needs), ``roles``, ``validation``
 (pins, with ``packaging``), ``text`` (wording), ``manifests``, ``blocking`` (calls off the loop).
 

@@ -40,6 +40,7 @@ from tui.palette import AsciiCommandPalette, DashboardCommands
 from tui.roles import refusal
 from tui.screens.audit import AuditFilter, AuditScreen
 from tui.screens.base import DashboardScreen
+from tui.screens.fleet import FleetScreen
 from tui.screens.help import HelpScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.overview import OverviewScreen
@@ -53,7 +54,7 @@ T = TypeVar("T")
 STYLES = Path(__file__).parent / "styles"
 
 SCREENS_IN_ORDER: tuple[type[DashboardScreen], ...] = (
-    OverviewScreen, UpdatesScreen, HistoryScreen, PinsScreen, SecurityScreen, AuditScreen,
+    OverviewScreen, UpdatesScreen, HistoryScreen, PinsScreen, SecurityScreen, AuditScreen, FleetScreen,
 )
 AUDIT_LIMIT = 200
 APPROVALS_LIMIT = 20
@@ -74,14 +75,17 @@ FETCHERS: dict[str, Callable[[DashboardClient, DashboardApp], Any]] = {
     "policy": lambda client, app: client.policy(),
     "advisories": lambda client, app: client.advisories(),
     "audit": lambda client, app: client.audit(actor=app.audit_filter[0], action=app.audit_filter[1], limit=AUDIT_LIMIT),
+    "fleet": lambda client, app: client.fleet(),
 }
 
 # What each server-sent event kind makes stale ("current" follows the status's revision by itself).
+# This host's activity is its state in the fleet view; other hosts' changes come by the Fleet
+# screen's own timer (tui/screens/fleet.py), as they send no events here.
 STALE_AFTER: dict[str, tuple[str, ...]] = {
-    "status": ("status",),
+    "status": ("status", "fleet"),
     "approval": ("status", "updates", "approvals"),
-    "deployment": ("status", "updates", "revisions"),
-    "revision": ("status", "updates", "revisions", "advisories", "versions"),
+    "deployment": ("status", "updates", "revisions", "fleet"),
+    "revision": ("status", "updates", "revisions", "advisories", "versions", "fleet"),
     "audit": ("audit",),
     "feed": ("status", "updates", "approvals", "advisories", "versions"),
 }

@@ -144,3 +144,31 @@ class CheckNow(Change):
 
     def send(self, client: DashboardClient) -> str:
         return _message(client.check(), "feed checked")
+
+
+@dataclass(frozen=True)
+class FleetResume(Change):
+    ref: str
+    reason: str | None = None
+    stale: ClassVar[tuple[str, ...]] = ("status", "updates", "fleet", "audit")
+
+    @property
+    def title(self) -> str:
+        return f"resume {self.ref} for the fleet group"
+
+    def send(self, client: DashboardClient) -> str:
+        return _message(client.fleet_resume(self.ref, self.reason or None), f"{self.ref} resumed for the group")
+
+
+@dataclass(frozen=True)
+class FleetRelease(Change):
+    host_id: str
+    reason: str | None = None
+    stale: ClassVar[tuple[str, ...]] = ("fleet", "audit")
+
+    @property
+    def title(self) -> str:
+        return f"free the fleet slot of {self.host_id}"
+
+    def send(self, client: DashboardClient) -> str:
+        return _message(client.fleet_release(self.host_id, self.reason or None), f"the slot of {self.host_id} is free")

@@ -22,6 +22,8 @@ ENTRIES: tuple[tuple[str, str, str, str | None, str | None], ...] = (
     ("Remove the selected pin", "4 Pins & policy, then d", "pins", "remove_pin", "admin"),
     ("Change the update channel", "4 Pins & policy, then c (per suite too)", "pins", "change_channel", "admin"),
     ("Filter the audit log", "6 Audit, then /", "audit", "focus_filter", None),
+    ("Resume a halted change for the fleet group", "7 Fleet, then u", "fleet", "resume_change", "admin"),
+    ("Free the fleet slot of a host that is gone", "7 Fleet, then f", "fleet", "free_slot", "admin"),
     ("Check the feed now", "ask the agent to poll its feed at once", "", "check", "approver"),
     ("Go to the overview", "1", "overview", None, None),
     ("Go to updates", "2", "updates", None, None),
@@ -29,6 +31,7 @@ ENTRIES: tuple[tuple[str, str, str, str | None, str | None], ...] = (
     ("Go to pins & policy", "4", "pins", None, None),
     ("Go to security advisories", "5", "security", None, None),
     ("Go to the audit log", "6", "audit", None, None),
+    ("Go to the fleet", "7", "fleet", None, None),
     ("Show the keys", "?", "", "help", None),
 )
 

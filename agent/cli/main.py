@@ -40,13 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The verb modules import only what building their parsers needs; each verb imports the rest
     # (httpx, pydantic, the planner…) when it runs, so `id1 --version` and `id1 status` start fast.
-    from agent.cli import agent_cmd, audit_cmd, feed_cmd, history_cmd, pins_cmd, plan_cmd, status_cmd, tui_cmd, updates_cmd
+    from agent.cli import agent_cmd, audit_cmd, feed_cmd, fleet_cmd, history_cmd, pins_cmd, plan_cmd, status_cmd, tui_cmd, updates_cmd
 
     parser.add_argument("--version", action="version", version=f"id1 {__version__}")
     add_socket_option(parser, top_level=True)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
-    for verbs_of in (status_cmd, updates_cmd, history_cmd, pins_cmd, audit_cmd, tui_cmd):
+    for verbs_of in (status_cmd, updates_cmd, history_cmd, pins_cmd, fleet_cmd, audit_cmd, tui_cmd):
         verbs_of.register(verbs)
     agent_cmd.register(verbs)
     plan_cmd.register(verbs)

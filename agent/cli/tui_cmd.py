@@ -9,7 +9,7 @@ from agent.cli.render import add_socket_option
 
 def register(verbs: argparse._SubParsersAction) -> None:
     tui = verbs.add_parser("tui", help="the dashboard: see state, approve, roll back, pin (keyboard-first)",
-                           description="Open the dashboard on the agent's API: 1-6 switch screens, a approve, "
+                           description="Open the dashboard on the agent's API: 1-7 switch screens, a approve, "
                            "x reject, r roll back, ? help, q quit.")
     add_socket_option(tui)
     tui.set_defaults(run=run)

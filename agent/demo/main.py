@@ -111,7 +111,7 @@ class Demo:
             "  2. A critical advisory for core/auth: its fix deploys at once, unapproved.",
             "  3. Analytics goes on auto-update; its release 1.1.0 fails its health check",
             "     and the agent rolls it back on its own.",
-            "Keys: 1-6 screens (2 updates, 3 history, 6 audit), ? help, q quits, ends all.",
+            "Keys: 1-7 screens (2 updates, 3 history, 6 audit), ? help, q quits, ends all.",
             f"Narration: {where}/narration.log   agent log: {where}/agent.log",
             "",
         ):

@@ -38,6 +38,8 @@ from agent.api.schemas import (
     CheckResult,
     Decision,
     EffectivePolicy,
+    FleetOutcome,
+    FleetState,
     PinView,
     Revision,
     RevisionView,
@@ -132,6 +134,18 @@ ADVISORIES = [
      "Invoice export readable by other tenants", "2026-11-15T08:00:00Z", True),
 ]
 SEVERITY = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+# The fleet group of host-01 (DESIGN.md §12, etcd): host-02 deploys, host-03 waits behind it and
+# host-04, which holds the other slot and publishes no state (it is gone); core/api 2.2.1 came in
+# a feed host-01 has not fetched yet and failed on host-04 and host-05, so the group halted it.
+FLEET_HOSTS = [
+    # host, platform, revision, state, state since, last seen
+    ("host-01", "2.5.0", 4, "idle", "2026-11-21T08:00:05Z", "2026-11-21T08:04:41Z"),
+    ("host-02", "2.6.0", 9, "deploying", "2026-11-21T08:03:12Z", "2026-11-21T08:04:52Z"),
+    ("host-03", "2.5.0", 4, "waiting for a fleet slot (group prod: 2/2 held by host-02, host-04)",
+     "2026-11-21T08:03:30Z", "2026-11-21T08:04:37Z"),
+]
+FLEET_HOLDERS = [("host-02", 0, "2026-11-21T08:03:10Z"), ("host-04", 1, "2026-11-21T06:12:00Z")]
+FLEET_FAILURES = [("core/api@2.2.1", ["host-04", "host-05"], True), ("search/indexer@1.0.1", ["host-05"], False)]
 NOTES = ("ID-1 2.6.0: faster search indexing (about 3x on large tenants) and API rate limits per tenant. "
          "core/api restarts: expect about 5 s without API.")
 
@@ -252,6 +266,13 @@ class FakeClient:
         if pending:
             self.approvals_kept.append(self._approval(3, "pending", "2026-11-21T08:00:00Z", notes=NOTES,
                                                       advisories=["ID1-SA-2026-0003"]))
+        self.fleet_backend = "etcd"  # or "fleetlock", "none": what GET /fleet then answers
+        self.fleet_hosts = [{"host_id": host, "instance_id": host, "platform": platform, "revision": revision,
+                             "agent_state": state, "updated_at": since, "last_seen": seen}
+                            for host, platform, revision, state, since, seen in FLEET_HOSTS]
+        self.fleet_holders = [{"host_id": host, "since": since, "slot": slot, "instance_id": host if host != "host-04" else None}
+                              for host, slot, since in FLEET_HOLDERS]
+        self.fleet_failures = [{"ref": ref, "hosts": list(hosts), "halted": halted} for ref, hosts, halted in FLEET_FAILURES]
         self.audit_log: list[dict[str, Any]] = []
         for at, actor, action, what, why in (
             ("2026-11-06T15:02:00Z", "bob", "approve", "approval approval-2", "certified stack 2.5.0"),
@@ -510,6 +531,30 @@ class FakeClient:
                      and (before_seq is None or e["seq"] < before_seq)]
             return found[:limit]
 
+    @answers(FleetState)
+    def fleet(self) -> dict[str, Any]:
+        self._enter("fleet")
+        with self._lock:
+            empty = {"slots": None, "halt_after": None, "hosts": [], "holders": [], "waiting": [], "waiting_total": 0,
+                     "failures": [], "slot_wait": None}
+            if self.fleet_backend == "none":
+                return {**empty, "backend": "none", "group": "default", "this_host": "host-01",
+                        "note": "fleet coordination is off (fleet.backend = none)"}
+            if self.fleet_backend == "fleetlock":
+                return {**empty, "backend": "fleetlock", "group": "prod", "this_host": "host-01",
+                        "note": "FleetLock gives slots only: no view of the other hosts, no halt"}
+            hosts = copy.deepcopy(self.fleet_hosts)
+            for host in hosts:
+                if host["host_id"] == "host-01":  # what this host publishes is its activity
+                    host["agent_state"] = self.activity
+            full = len(self.fleet_holders) >= 2
+            return {
+                "backend": "etcd", "group": "prod", "this_host": "host-01", "slots": 2, "halt_after": 2,
+                "hosts": hosts, "holders": copy.deepcopy(self.fleet_holders),
+                "waiting": ["host-03"] if full else [], "waiting_total": 1 if full else 0,
+                "failures": copy.deepcopy(self.fleet_failures), "note": None, "slot_wait": None,
+            }
+
     def events(self) -> Iterator[tuple[str, dict[str, Any]]]:
         self._enter("events")
         subscriber: queue.Queue = queue.Queue()
@@ -660,6 +705,33 @@ class FakeClient:
         self.publish("audit", {"seq": len(self.audit_log), "action": "policy"})
         self.publish("status", {"activity": self.activity})
         return result
+
+    @answers(FleetOutcome)
+    def fleet_resume(self, ref: str, reason: str | None = None) -> dict[str, Any]:
+        self._enter("fleet_resume", ref, reason)
+        self._require("admin", "resume a halted change or free a fleet slot")
+        with self._lock:
+            failure = next((f for f in self.fleet_failures if f["ref"] == ref), None)
+            if failure is None:
+                raise ApiError(409, "conflict", f"{ref} is not halted for fleet group prod and no host recorded a failure of it")
+            self.fleet_failures.remove(failure)
+            self._tick()
+            self._audit(self.user, "fleet-resume", ref, reason or "")
+        self.publish("audit", {"seq": len(self.audit_log), "action": "fleet-resume"})
+        return {"message": f"{ref} resumed for the group (it had failed on {', '.join(failure['hosts'])})"}
+
+    @answers(FleetOutcome)
+    def fleet_release(self, host_id: str, reason: str | None = None) -> dict[str, Any]:
+        self._enter("fleet_release", host_id, reason)
+        self._require("admin", "resume a halted change or free a fleet slot")
+        with self._lock:
+            if not any(holder["host_id"] == host_id for holder in self.fleet_holders):
+                raise ApiError(409, "conflict", f"host {host_id} holds no slot of fleet group prod")
+            self.fleet_holders = [holder for holder in self.fleet_holders if holder["host_id"] != host_id]
+            self._tick()
+            self._audit(self.user, "fleet-release", host_id, reason or "")
+        self.publish("audit", {"seq": len(self.audit_log), "action": "fleet-release"})
+        return {"message": f"the slot of {host_id} is free"}
 
 
 def fake_with_history(count: int, *, role: str = "admin") -> FakeClient:

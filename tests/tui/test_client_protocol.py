@@ -24,9 +24,9 @@ def shape(function) -> list[tuple[str, inspect._ParameterKind, bool]]:
 
 
 def test_the_protocol_lists_every_call_the_dashboard_makes():
-    assert METHODS == ["advisories", "approval", "approvals", "approve", "audit", "check", "events", "pin", "policy",
-                       "reject", "revision", "revisions", "rollback", "rollback_check", "set_channel", "status",
-                       "unpin", "updates", "versions"]
+    assert METHODS == ["advisories", "approval", "approvals", "approve", "audit", "check", "events", "fleet",
+                       "fleet_release", "fleet_resume", "pin", "policy", "reject", "revision", "revisions", "rollback",
+                       "rollback_check", "set_channel", "status", "unpin", "updates", "versions"]
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -44,14 +44,15 @@ ROUTES = {
     "advisories": ("GET", "/security/patches"), "audit": ("GET", "/audit"), "check": ("POST", "/check"),
     "approve": ("POST", "/approvals/{approval_id}/approve"), "reject": ("POST", "/approvals/{approval_id}/reject"),
     "rollback": ("POST", "/rollback"), "pin": ("POST", "/versions/pin"), "unpin": ("POST", "/versions/unpin"),
-    "set_channel": ("PUT", "/policy"),
+    "set_channel": ("PUT", "/policy"), "fleet": ("GET", "/fleet"), "fleet_resume": ("POST", "/fleet/resume"),
+    "fleet_release": ("POST", "/fleet/release"),
 }
 
 
 def real_route(verb: str, path: str):
-    from agent.api.routes import audit, deployments, security, settings, status, updates
+    from agent.api.routes import audit, deployments, fleet, security, settings, status, updates
 
-    [route] = [route for module in (status, updates, deployments, settings, security, audit) for route in module.router.routes
+    [route] = [route for module in (status, updates, deployments, settings, security, audit, fleet) for route in module.router.routes
                if route.path == path and verb in route.methods]
     return route
 
@@ -81,7 +82,8 @@ def test_every_answer_of_the_fake_fits_the_api():
                  fake.policy, fake.policies, fake.advisories, fake.audit, fake.check,
                  lambda: fake.pin("capability", "core/web", "3.0.0", "hold"), lambda: fake.unpin("capability", "core/web"),
                  lambda: fake.set_channel("frozen", "search"), lambda: fake.approve("approval-3", "ok"),
-                 lambda: fake.rollback(3, reason="back", force=True)):
+                 lambda: fake.rollback(3, reason="back", force=True), fake.fleet,
+                 lambda: fake.fleet_resume("core/api@2.2.1", "fixed in 2.2.2"), lambda: fake.fleet_release("host-04")):
         call()  # each raises AssertionError, naming the field, if it does not
 
 

@@ -1,4 +1,4 @@
-"""The six screens at 80x24: the keys of DESIGN.md §9 switch them, and each shows what an admin
+"""The seven screens at 80x24: the keys of DESIGN.md §9 switch them, and each shows what an admin
 needs to understand the host (from the fake agent's realistic state)."""
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ VIEWS = {
     "pins": ("admin", ["4"], "", False),
     "security": ("approver", ["5"], "", False),
     "audit": ("approver", ["6"], "", False),
+    "fleet": ("approver", ["7"], "", False),
+    "fleet_free_slot_dialog": ("admin", ["7", "down", "down", "down", "f"], "", False),
     "help": ("approver", ["question_mark"], "", False),
     "approve_dialog": ("approver", ["2", "a"], "", False),
     "reject_dialog_needs_a_reason": ("approver", ["2", "x", "enter"], "", False),

@@ -1,4 +1,4 @@
-"""What every one of the six screens has: the status and nav bars, its body, the disabled-action
+"""What every one of the seven screens has: the status and nav bars, its body, the disabled-action
 notice and the footer; and how its actions are gated by the caller's role.
 
 The app hands data down by setting the screen's attributes named after the resources it lists

@@ -16,7 +16,7 @@ from textual.widgets import Static
 from tui.roles import describe_role, refusal
 
 KEYS = (
-    ("1 ... 6", "screens: 1 overview, 2 updates, 3 history, 4 pins & policy, 5 security, 6 audit"),
+    ("1 ... 7", "screens: 1 overview, 2 updates, 3 history, 4 pins & policy, 5 security, 6 audit, 7 fleet"),
     ("up/down", "move the selection (PgUp/PgDn, Ctrl+Home/Ctrl+End too); Tab moves between panes"),
     ("a", "approve the selected update (2 Updates)", "approver"),
     ("x", "reject the selected update, with a reason (2 Updates)", "approver"),
@@ -25,6 +25,8 @@ KEYS = (
     ("d / Del", "remove the selected pin (4 Pins & policy)", "admin"),
     ("c", "change the update channel, per suite too (4 Pins & policy)", "admin"),
     ("/", "filter the audit log by actor and action (6 Audit)"),
+    ("u", "resume the selected failed change for the fleet group (7 Fleet)", "admin"),
+    ("f", "free the fleet slot of the selected host, one that is gone (7 Fleet)", "admin"),
     ("y", "confirm a dialog"),
     ("n / Esc", "cancel a dialog"),
     ("Ctrl+P", "command palette: every action by name"),

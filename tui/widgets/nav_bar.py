@@ -1,4 +1,8 @@
-"""The second line: the six screens and their keys, the current one in brackets (not colour alone)."""
+"""The second line: the seven screens and their keys, the current one in brackets (not colour alone).
+
+At 80 columns the seven do not fit with a blank on each side of every name, so the line is drawn
+as wide as it fits: padded, then two spaces between names, then one (and cut with an ellipsis
+only if even that does not fit)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ PAGES = (
     ("4", "pins", "Pins"),
     ("5", "security", "Security"),
     ("6", "audit", "Audit"),
+    ("7", "fleet", "Fleet"),
 )
 
 
@@ -26,17 +31,33 @@ class NavBar(Static):
         super().__init__(**kwargs)
         self.set_reactive(NavBar.current, current)
 
-    def render(self) -> Text:
+    def labels(self) -> list[tuple[str, str, bool]]:
+        """(key, label with what waits for you, current?) for each screen."""
         status = self.status or {}
-        line = Text(no_wrap=True, overflow="ellipsis")
+        halted = sum(1 for problem in status.get("problems") or [] if problem.get("code") == "fleet-halted")
+        found = []
         for key, name, label in PAGES:
             if name == "updates" and status.get("pending_approval"):
                 label += " (1)"
             if name == "security" and status.get("exposed_advisories"):
                 label += f" ({status['exposed_advisories']}!)"
-            if name == self.current:
-                line.append(f"[{key} {label}]", style="bold reverse")
-            else:
-                line.append(f" {key} {label} ")
-            line.append(" ")
+            if name == "fleet" and halted:
+                label += f" ({halted}!)"
+            found.append((key, label, name == self.current))
+        return found
+
+    def render(self) -> Text:
+        labels = self.labels()
+        width = self.content_size.width
+        for padded, gap in ((True, " "), (False, "  "), (False, " ")):
+            line = Text(no_wrap=True, overflow="ellipsis")
+            for key, label, current in labels:
+                if current:
+                    line.append(f"[{key} {label}]", style="bold reverse")
+                else:
+                    line.append(f" {key} {label} " if padded else f"{key} {label}")
+                line.append(gap)
+            line.rstrip()
+            if not width or line.cell_len <= width:
+                break
         return line
