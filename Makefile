@@ -4,9 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Debian packages the test suite runs for real. mmdebstrap and systemd-container: the test hosts
 # booted with systemd as PID 1 (tests/hosts, docs/testing.md); procps: the .deb depends on it;
-# etcd-server: the fleet tests start a 3-member cluster on loopback (tests/fleet).
+# etcd-server: the fleet tests start a 3-member cluster on loopback (tests/fleet); nginx: the
+# blue-green tests start one with its own prefix and config (tests/deploy/test_proxy_nginx.py).
 DEBIAN_TEST_PACKAGES := minisign curl mount prometheus lintian dpkg-dev python3-venv systemd man-db tmux openssh-server openssh-client \
-                        mmdebstrap systemd-container procps etcd-server
+                        mmdebstrap systemd-container procps etcd-server nginx
 # A venv every local user can run id1 from: the SSH end-to-end test logs in as a throwaway user.
 E2E_VENV ?= /opt/id1-e2e-venv
 # Parallel test workers: most tests wait on processes and health checks, so more than the cores.

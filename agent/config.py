@@ -7,6 +7,7 @@ it raises ConfigError listing every problem.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from datetime import datetime, timedelta
@@ -89,6 +90,51 @@ def _check_trusted_key(text: str) -> str:
 
 def _check_duration(text: str) -> str:
     parse_duration(text)
+    return text
+
+
+_PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$", re.ASCII)
+LOWEST_PRIVATE_PORT = 1024
+"""Below it are the ports only root may bind, which services of the host's own use."""
+
+
+def parse_port_range(text: str) -> range:
+    """``"20000-20999"`` → ``range(20000, 21000)``: at least two ports, from 1024 to 65535."""
+    match = _PORT_RANGE.match(text)
+    if not match:
+        raise ValueError(f"{quoted(text)} is not a port range such as 20000-20999")
+    low, high = int(match[1]), int(match[2])
+    if not LOWEST_PRIVATE_PORT <= low <= high <= 65535:
+        raise ValueError(f"{quoted(text)}: the ports must run from {LOWEST_PRIVATE_PORT} to 65535, low to high")
+    if high == low:
+        raise ValueError(f"{quoted(text)} holds one port; a capability's two colours need two")
+    return range(low, high + 1)
+
+
+def _check_port_range(text: str) -> str:
+    parse_port_range(text)
+    return text
+
+
+def _check_ip_address(text: str) -> str:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{quoted(text)} is not an IP address such as 0.0.0.0, 127.0.0.1 or ::") from None
+    if getattr(address, "scope_id", None):
+        raise ValueError(f"{quoted(text)}: nginx cannot listen on a scoped address (%{address.scope_id})")
+    return text
+
+
+def _check_command(argv: list[str]) -> list[str]:
+    if not argv or not argv[0]:
+        raise ValueError("empty: give the program and its arguments as a list of strings")
+    return argv
+
+
+def _check_absolute_path(text: str) -> str:
+    if not text.startswith("/") or text.endswith("/"):
+        raise ValueError(f"{quoted(text)} is not the absolute path of a file")
     return text
 
 
@@ -234,6 +280,33 @@ class HealthConfig(_Table):
     answer is not a broken release."""
 
 
+class SwitchConfig(_Table):
+    """``[switch]``: how blue-green capabilities (docs/feed-format.md, "Switch") are switched
+    behind the host's nginx (agent.deploy.proxy). Read only when the feed has one."""
+
+    ports: Annotated[str, AfterValidator(_check_port_range)] = "20000-20999"
+    """The private loopback ports the colours listen on, two per blue-green capability."""
+    nginx_include: Annotated[str, AfterValidator(_check_absolute_path)] = "/etc/nginx/conf.d/id1-upstreams.conf"
+    """The one file the agent writes: an http-context include of the operator's nginx.conf."""
+    nginx_test: Annotated[list[str], AfterValidator(_check_command)] = Field(default_factory=lambda: ["nginx", "-t"])
+    """Run after the include is written; non-zero puts the previous include back."""
+    nginx_reload: Annotated[list[str], AfterValidator(_check_command)] = Field(
+        default_factory=lambda: ["systemctl", "reload", "nginx"])
+    """Run to switch; nginx's old workers finish the requests they have."""
+    drain: Annotated[str, AfterValidator(_check_duration)] = "30s"
+    """How long the old colour keeps running after the switch, for the requests it still has."""
+    listen: Annotated[str, AfterValidator(_check_ip_address)] = "0.0.0.0"
+    """The address nginx listens on for the public ports (IPv4 or IPv6)."""
+
+    @property
+    def port_range(self) -> range:
+        return parse_port_range(self.ports)
+
+    @property
+    def drain_s(self) -> float:
+        return parse_duration(self.drain).total_seconds()
+
+
 class AlertsConfig(_Table):
     webhook: str | None = None
     """URL that gets a JSON POST on failed deployments, rollbacks, forced patches and rejected feeds."""
@@ -260,6 +333,7 @@ class AgentConfig(_Table):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    switch: SwitchConfig = Field(default_factory=SwitchConfig)
 
     @model_validator(mode="after")
     def _one_pin_per_name(self):

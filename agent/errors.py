@@ -21,6 +21,12 @@
     │                             files cannot be read or written (agent.deploy.units)
     ├── ReleaseError              a release folder or its ``current`` link cannot be made,
     │                             switched or trusted (agent.deploy.releases)
+    ├── SwitchError               a blue-green switch cannot go ahead (agent.deploy.proxy)
+    │   ├── PortsUnavailable      ``switch.ports`` cannot give every colour a port of its own,
+    │   │                         or public ports clash (with each other, or with the range)
+    │   └── ProxyError            nginx's include cannot be written, tested or loaded; the
+    │       │                     previous include is put back, so traffic stays where it was
+    │       └── ProxyRefused      ``nginx -t`` refused the new include (nginx's words quoted)
     ├── NotFound                  an API request names something that does not exist (404)
     ├── Conflict                  an API request clashes with the agent's state (409)
     ├── Forbidden                 the caller's role does not allow it (403; agent.api.roles)
@@ -151,6 +157,22 @@ class UnitError(Id1Error):
 
 
 class ReleaseError(Id1Error):
+    pass
+
+
+class SwitchError(Id1Error):
+    pass
+
+
+class PortsUnavailable(SwitchError):
+    pass
+
+
+class ProxyError(SwitchError):
+    pass
+
+
+class ProxyRefused(ProxyError):
     pass
 
 

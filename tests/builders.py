@@ -58,10 +58,15 @@ class FeedBuilder:
         self.data["suites"].append({"name": name, "version": version, "capabilities": capabilities})
         return self
 
-    def capability(self, ref: str, version: str, *, requires: dict | None = None, units: list[str] | None = None) -> FeedBuilder:
+    def capability(self, ref: str, version: str, *, requires: dict | None = None, units: list[str] | None = None,
+                   health: dict | None = None, switch: dict | None = None) -> FeedBuilder:
         release = capability_release(ref, version, units=units)
         if requires is not None:
             release["requires"] = requires
+        if health is not None:
+            release["health"] = health
+        if switch is not None:
+            release["switch"] = switch
         self.data["capabilities"].append(release)
         return self
 

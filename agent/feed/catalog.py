@@ -21,6 +21,7 @@ from packaging.version import Version
 from pydantic import ValidationError
 
 from agent.errors import FeedInvalid, Issue
+from agent.feed.switch import PORT, health_mentions_port, switch_problems
 from agent.feed.units import unit_file_name, unit_name_problem
 from agent.feed.model import (
     Advisory,
@@ -120,6 +121,7 @@ def _keys_read(feed: Feed) -> int:
     count += _SUITE_KEYS * len(suites) + sum(map(len, map(_CAPABILITIES, suites)))
     count += sum(map(len, map(fields, capabilities))) + _ARTIFACT_KEYS * len(capabilities)
     count += sum(map(len, map(fields, filter(None, map(_HEALTH, capabilities)))))
+    count += sum(map(len, map(fields, filter(None, map(_SWITCH, capabilities)))))
     requires = list(filter(None, map(_REQUIRES, capabilities)))
     count += sum(map(len, map(fields, requires))) + sum(map(len, map(_CAPABILITIES, requires)))
     return count + _ADVISORY_KEYS * len(feed.advisories)
@@ -133,7 +135,8 @@ def _all_required(model: type) -> int:
 _ROLLOUT_KEYS, _SUITE_KEYS = _all_required(Rollout), _all_required(SuiteRelease)
 _ARTIFACT_KEYS, _ADVISORY_KEYS = _all_required(FeedArtifact), _all_required(Advisory)
 _SUITES, _ROLLOUT, _CAPABILITIES = attrgetter("suites"), attrgetter("rollout"), attrgetter("capabilities")
-_HEALTH, _REQUIRES = attrgetter("health"), attrgetter("requires")
+_HEALTH, _REQUIRES, _SWITCH = attrgetter("health"), attrgetter("requires"), attrgetter("switch")
+_HTTP, _COMMAND = attrgetter("http"), attrgetter("command")
 
 
 class _Object(dict):
@@ -226,6 +229,9 @@ def index_feed(feed: Feed) -> tuple[Catalog, list[Issue]]:
     refs = [f"{release.suite}/{release.name}" for release in feed.capabilities]
     capabilities = _index_releases(check, "capabilities", feed.capabilities, refs)
     _check_units(feed.capabilities, refs, issues)
+    switched = any(map(_SWITCH, feed.capabilities))  # most feeds have no ``switch`` at all
+    if switched or _any_health_names_port(feed.capabilities):
+        _check_switches(feed.capabilities, refs, issues)
     # Most releases repeat what others say (the same specifiers, the same references): each is
     # first checked as a whole against what is known to be good (set operations, in C), and
     # only one that is not is gone through entry by entry, naming what is wrong.
@@ -277,6 +283,9 @@ def index_feed(feed: Feed) -> tuple[Catalog, list[Issue]]:
         check.specifier(("advisories", index, ".affected"), advisory.affected)
         advisories.setdefault(advisory.capability, []).append(advisory)
 
+    if switched:
+        _check_public_ports(feed.platforms, suites, capabilities, issues)
+
     withdrawn = set()
     for index, ref in enumerate(feed.withdrawn):
         name, text = split_release_ref(ref)
@@ -301,13 +310,15 @@ def index_feed(feed: Feed) -> tuple[Catalog, list[Issue]]:
 
 def _check_units(releases: list[CapabilityRelease], refs: list[str], issues: list[Issue]) -> None:
     """Every unit is named for its capability (agent.feed.units), listed once per release, and
-    its file is owned by one capability only, across the feed."""
+    its file is owned by one capability only, across the feed. A blue-green release lists
+    templates instead, whose names ``_check_switches`` checks."""
     owners: dict[str, str] = {}  # unit file → capability
     checked: set[tuple[str, str]] = set()  # most releases repeat their units: check each pair once
-    sound: set[tuple[str, ...]] = set()  # (ref, *units) of releases found without a problem
+    sound: set[tuple] = set()  # (ref, blue-green, *units) of releases found without a problem
     for index, release in enumerate(releases):
         ref = refs[index]
-        listed = (ref, *release.units)
+        templates = release.blue_green
+        listed = (ref, templates, *release.units)
         if listed in sound:  # the same units as an earlier release of this capability, all fine
             continue
         problems = len(issues)
@@ -317,7 +328,7 @@ def _check_units(releases: list[CapabilityRelease], refs: list[str], issues: lis
                 issues.append(Issue(f"capabilities[{index}].units[{position}]", f"{unit} is listed twice"))
                 continue
             seen.add(unit)
-            if (ref, unit) not in checked:
+            if not templates and (ref, unit) not in checked:
                 problem = unit_name_problem(ref, unit)
                 if problem:
                     issues.append(Issue(f"capabilities[{index}].units[{position}]", problem))
@@ -328,6 +339,69 @@ def _check_units(releases: list[CapabilityRelease], refs: list[str], issues: lis
                 issues.append(Issue(f"capabilities[{index}].units[{position}]", f"{unit_file_name(unit)} is already a unit of {owner}"))
         if len(issues) == problems:
             sound.add(listed)
+
+
+def _any_health_names_port(releases: list[CapabilityRelease]) -> bool:
+    """Whether a health check names ``@PORT@``, looked for in all of them joined at once (in C:
+    this runs on every feed). NUL cannot be part of ``@PORT@``, so no match spans two."""
+    healths = list(filter(None, map(_HEALTH, releases)))
+    if PORT in "\0".join(filter(None, map(_HTTP, healths))):
+        return True
+    commands = list(filter(None, map(_COMMAND, healths)))
+    return PORT in "\0".join(command if isinstance(command, str) else "\0".join(command) for command in commands)
+
+
+def _check_switches(releases: list[CapabilityRelease], refs: list[str], issues: list[Issue]) -> None:
+    """agent.feed.switch's rules, for the releases they concern: those with a ``switch`` and
+    those whose health names ``@PORT@`` (most releases have neither)."""
+    for index, release in enumerate(releases):
+        if release.switch is None and not health_mentions_port(release.health):
+            continue
+        for where, problem in switch_problems(refs[index], release.switch, release.units, release.health):
+            issues.append(Issue(f"capabilities[{index}].{where}", problem))
+
+
+def _check_public_ports(
+    platforms: list[PlatformRelease],
+    suites: dict[str, dict[Version, SuiteRelease]],
+    capabilities: dict[str, dict[Version, CapabilityRelease]],
+    issues: list[Issue],
+) -> None:
+    """No two blue-green capabilities of one platform release claim one public port: nginx can
+    listen there for one of them only."""
+    ports: dict[str, dict[Version, int]] = {}  # ref → version → public port, blue-green releases only
+    for ref, releases in capabilities.items():
+        for version, release in releases.items():
+            if release.blue_green and release.switch.port is not None:
+                ports.setdefault(ref, {})[version] = release.switch.port
+    if len(ports) < 2:  # the common case: one capability alone cannot clash with itself
+        return
+    versions: dict[str, Version | None] = {}  # spelling → parsed (bad ones were reported already)
+
+    def parsed(text: str) -> Version | None:
+        if text not in versions:
+            try:
+                versions[text] = parse_version(text)
+            except ValueError:
+                versions[text] = None
+        return versions[text]
+
+    for index, platform in enumerate(platforms):
+        claimed: dict[int, tuple[str, str]] = {}  # public port → (capability, version)
+        for suite, suite_text in platform.suites.items():
+            suite_release = suites.get(suite, {}).get(parsed(suite_text))
+            if suite_release is None:
+                continue
+            for name, text in sorted(suite_release.capabilities.items()):
+                ref, version = f"{suite}/{name}", parsed(text)
+                port = ports.get(ref, {}).get(version)
+                if port is None:
+                    continue
+                other = claimed.setdefault(port, (ref, text))
+                if other[0] != ref:
+                    issues.append(Issue(f"platforms[{index}]", f"{other[0]} {other[1]} and {ref} {text} both "
+                                        f"declare public port {port} (switch.port): each blue-green capability of a "
+                                        f"platform release needs a port of its own"))
 
 
 def _index_releases(check: _Checker, section: str, releases: list, names: list[str]) -> dict[str, dict[Version, Any]]:

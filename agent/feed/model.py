@@ -17,6 +17,8 @@ from agent.versions import MAX_SPECIFIER_LENGTH, MAX_VERSION_LENGTH, parse_speci
 
 SEVERITIES = ("low", "medium", "high", "critical")
 Severity = Literal["low", "medium", "high", "critical"]
+SwitchMode = Literal["restart", "blue-green"]
+SWITCH_MODES: tuple[str, ...] = ("restart", "blue-green")
 
 # Names become folder names (releases/<suite>/<capability>/), so they are kept to a safe alphabet.
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -124,6 +126,25 @@ class HealthCheck(_FeedPart):
     timeout_s: float = Field(default=60, gt=0)
 
 
+class Switch(_FeedPart):
+    """How a new version of the capability takes over (docs/feed-format.md, "Switch").
+
+    ``restart`` (the default, and what a release without ``switch`` does): the old version's
+    units are stopped and the new one's started. ``blue-green``: the units are templates run as
+    two colours, ``@blue`` and ``@green``, each on a private port (``@PORT@``); nginx listens on
+    the public ``port`` and passes requests to the live colour, so a new version starts beside
+    the old one and takes the traffic over only once healthy. The rules that tie ``switch`` to
+    a release's units and health are ``agent.feed.switch``'s."""
+
+    mode: SwitchMode = "restart"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """blue-green: the public port nginx listens on for the capability (required); restart: none."""
+
+    @property
+    def blue_green(self) -> bool:
+        return self.mode == "blue-green"
+
+
 class Requires(_FeedPart):
     platform: FeedSpecifier | None = None
     capabilities: dict[FeedCapabilityRef, FeedSpecifier] = Field(default_factory=dict)
@@ -137,10 +158,16 @@ class CapabilityRelease(_FeedPart):
     units: list[str]
     health: HealthCheck | None = None
     requires: Requires | None = None
+    switch: Switch | None = None
+    """None: mode restart, as an explicit ``{"mode": "restart"}`` says."""
 
     @property
     def ref(self) -> str:
         return f"{self.suite}/{self.name}"
+
+    @property
+    def blue_green(self) -> bool:
+        return self.switch is not None and self.switch.blue_green
 
 
 class Advisory(_FeedPart):

@@ -3,6 +3,10 @@
 ``{"platform": "2.5.0", "suites": {"core": {"version": "1.2.0", "capabilities": {"auth":
 {"version": "1.0.0", "source": "latest", "artifact": {…}, "units": […], "health": {…}}}}}}``;
 the stored form adds ``revision``, ``feed_serial`` and ``created_at`` (DESIGN.md §5).
+
+A blue-green capability's entry adds ``"switch": {"mode": "blue-green", "port": 8080}``; a
+restart one has no ``switch`` (an explicit ``{"mode": "restart"}`` is dropped), so the manifests,
+their JSON and their ``content_hash`` are what they were before blue-green existed.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer, model_validator
 
 from agent.errors import Issue, ManifestInvalid
 from agent.versions import canonical_version, parse_specifier
-from agent.feed.model import Artifact, CapabilityRelease, HealthCheck, Requires, VersionStr, issues_from_validation_error
+from agent.feed.model import Artifact, CapabilityRelease, HealthCheck, Requires, Switch, VersionStr, issues_from_validation_error
+from agent.feed.switch import switch_problems
 
 
 class DeployedCapability(BaseModel):
@@ -31,6 +36,13 @@ class DeployedCapability(BaseModel):
     requires: Requires | None = None
     overrides: str | None = None
     """The choice a security fix replaced, e.g. ``pin:suite ~=1.2.0`` or ``latest 1.0.0``."""
+    switch: Switch | None = None
+    """blue-green: its public port (agent.feed.switch); None: restart."""
+
+    @field_validator("switch")
+    @classmethod
+    def _restart_is_no_switch(cls, switch: Switch | None) -> Switch | None:
+        return switch if switch is not None and switch.blue_green else None
 
     @model_validator(mode="after")
     def _requirements_parse(self):
@@ -40,6 +52,25 @@ class DeployedCapability(BaseModel):
                 if spec is not None:
                     parse_specifier(spec)
         return self
+
+    @model_validator(mode="after")
+    def _switch_fits(self):
+        # The feed's rules (agent.feed.switch) for a blue-green entry of a manifest file. Only
+        # for blue-green: a restart entry stored by an older agent loads as it always did. The
+        # capability's name is not known here: a unit's prefix is the engine's check.
+        if self.switch is None:
+            return self
+        problems = [f"{where}: {why}" for where, why in switch_problems(None, self.switch, self.units, self.health)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_serializer(mode="wrap")
+    def _no_switch_for_restart(self, handler: SerializerFunctionWrapHandler) -> dict:
+        data = handler(self)
+        if data.get("switch", ...) is None:
+            del data["switch"]
+        return data
 
     @classmethod
     def from_release(cls, release: CapabilityRelease, source: str, overrides: str | None = None) -> DeployedCapability:
@@ -55,6 +86,7 @@ class DeployedCapability(BaseModel):
             health=release.health,
             requires=release.requires,
             overrides=overrides,
+            switch=release.switch,
         )
 
 
@@ -96,7 +128,8 @@ class Manifest(BaseModel):
 
     def content_hash(self) -> str:
         """What an approval binds to: the platform and everything that decides what runs for each
-        capability (version, artifact, units, health check, requirements), not why it was chosen.
+        capability (version, artifact, units, health check, requirements, a blue-green switch and
+        its public port), not why it was chosen.
         A later feed that changes a unit list or a health command (run as root) under the same
         version needs a new approval."""
         content = {
