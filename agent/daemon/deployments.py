@@ -60,6 +60,8 @@ class Deployments:
             result = self.engine.deploy(manifest, feed_serial=serial, target_hash=target_hash)
         finally:
             self.slot_wait = None
+        if self.engine.fleet is not None:  # a halt found while in line must show in this plan, not the next poll's
+            self.refresh_halted()
         self.plan = self.make_plan(windowed=False)  # at once: a reader must not see the new revision with the old plan
         self._after_deployment(result, what, actor=actor)
         return result
