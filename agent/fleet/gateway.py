@@ -16,6 +16,7 @@ back is translated here, at the boundary:
     expired)
     401/403, auth required, not a      → FleetUnavailable when every endpoint said so: the
     gateway (404 page, not JSON)         config is wrong (the message names endpoint and cause)
+    this gateway closed (stopping)     → FleetUnavailable, also to a watch still open in a thread
 
 ``requests`` counts every HTTP request sent (the scale benchmark reads it).
 """
@@ -103,6 +104,7 @@ class EtcdGateway:
         misconfigured: list[str] = []
         for index in self._order():
             endpoint = self.endpoints[index]
+            self._check_open()
             self._count()
             try:
                 response = self._http.post(f"{endpoint}/v3/{path}", json=body, timeout=self._timeout)
@@ -147,6 +149,7 @@ class EtcdGateway:
         unreachable: list[str] = []
         for index in self._order():
             endpoint = self.endpoints[index]
+            self._check_open()
             self._count()
             try:
                 with self._http.stream("POST", f"{endpoint}/v3/watch", json={"create_request": request},
@@ -168,6 +171,12 @@ class EtcdGateway:
     def _order(self) -> list[int]:
         first = self._preferred
         return [first] + [index for index in range(len(self.endpoints)) if index != first]
+
+    def _check_open(self) -> None:
+        # A watch or an owed request still running in a thread when the coordinator is closed (the
+        # agent stopping) ends as our error, which those threads handle, not httpx's RuntimeError.
+        if self._http.is_closed:
+            raise FleetUnavailable("the etcd client is closed: the agent is stopping")
 
     def _count(self) -> None:
         with self._count_lock:
