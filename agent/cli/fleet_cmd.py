@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agent.cli.render import (
+    answered,
     WIDTH,
     add_client_options,
     agent_client,
@@ -27,7 +28,6 @@ from agent.cli.render import (
     plural,
     print_json,
     relative,
-    say,
     shown,
     table,
 )
@@ -85,21 +85,13 @@ def run_fleet(args: argparse.Namespace) -> int:
 def run_fleet_resume(args: argparse.Namespace) -> int:
     with agent_client(args) as client:
         outcome = client.fleet_resume(args.ref, args.reason)
-    if args.json:
-        print_json(outcome)
-    else:
-        say(outcome["message"])
-    return 0
+    return answered(args, outcome)
 
 
 def run_fleet_release(args: argparse.Namespace) -> int:
     with agent_client(args) as client:
         outcome = client.fleet_release(args.host_id, args.reason)
-    if args.json:
-        print_json(outcome)
-    else:
-        say(outcome["message"])
-    return 0
+    return answered(args, outcome)
 
 
 # --- the view --------------------------------------------------------------------------------

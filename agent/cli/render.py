@@ -161,6 +161,15 @@ def say(text: str) -> None:
     print("\n".join(textwrap.wrap(text, WIDTH, break_long_words=False, break_on_hyphens=False, subsequent_indent="  ")) or text)
 
 
+def answered(args: argparse.Namespace, answer: dict[str, Any]) -> int:
+    """An action's answer: its JSON with ``--json``, else its one-line ``message``; exit 0."""
+    if args.json:
+        print_json(answer)
+    else:
+        say(answer["message"])
+    return 0
+
+
 def emit(lines: Iterable[str], stream: IO[str] | None = None) -> None:
     (stream or sys.stdout).write("".join(f"{shown(line)}\n" for line in lines))
 

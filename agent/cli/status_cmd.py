@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from agent.cli.render import (
+    answered,
     LABEL,
     action_words,
     add_client_options,
@@ -17,7 +18,6 @@ from agent.cli.render import (
     moment_and_relative,
     plural,
     print_json,
-    say,
     table,
 )
 
@@ -55,11 +55,7 @@ def run_status(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     with agent_client(args) as client:
         result = client.check()
-    if args.json:
-        print_json(result)
-    else:
-        say(result["message"])
-    return 0
+    return answered(args, result)
 
 
 def status_lines(status: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from agent.cli.render import (
+    answered,
     WIDTH,
     WRAPPED,
     NotConfirmed,
@@ -27,7 +28,6 @@ from agent.cli.render import (
     moment,
     opens_later,
     print_json,
-    say,
     shown,
     table,
 )
@@ -146,22 +146,14 @@ def run_approve(args: argparse.Namespace) -> int:
             if not confirm(f"Approve {approval['id']}?", stream=out):
                 raise NotConfirmed(f"{approval['id']} not approved; nothing was changed")
         decision = client.approve(approval["id"], args.comment)
-    if args.json:
-        print_json(decision)
-    else:
-        say(decision["message"])
-    return 0
+    return answered(args, decision)
 
 
 def run_reject(args: argparse.Namespace) -> int:
     with agent_client(args) as client:
         approval_id = args.approval or _pending(client, "reject")["id"]
         decision = client.reject(approval_id, args.reason)
-    if args.json:
-        print_json(decision)
-    else:
-        say(decision["message"])
-    return 0
+    return answered(args, decision)
 
 
 def _pending(client: AgentClient, verb: str) -> dict[str, Any]:
