@@ -261,10 +261,12 @@ def test_sigterm_during_a_slow_health_check_stops_safely_and_the_next_start_conv
 
     asked = time.monotonic()
     site.send(signal.SIGTERM)
-    assert site.process.wait(30) == 0
+    assert site.process.wait(120) == 0
     stopped_in = time.monotonic() - asked
     print(f"SIGTERM during the health check: the agent exited 0 after {stopped_in:.1f} s")
-    assert stopped_in < 20, "SIGTERM waited for a 600 s health check"
+    # The health check would last 600 s; stopping undoes the deployment instead (a few seconds
+    # here, 24 s seen on a loaded 2-core CI machine): the bound tells the two apart, not speed.
+    assert stopped_in < 120, "SIGTERM waited for the 600 s health check"
     assert not site.socket.exists()
     down = site.cli("status")
     assert down.code == 69 and "not running" in down.err
