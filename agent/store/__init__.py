@@ -6,7 +6,8 @@ On disk, under ``state_dir`` (default ``/var/lib/id1``)::
     state.json                  TinyDB tables, rewritten atomically on every change (records.py):
                                 meta, active/finished deployments, revisions, rollbacks,
                                 blocked versions, feed state, pins, policies, approvals,
-                                totals (counts that never go down, totals.py) —
+                                totals (counts that never go down, totals.py), the
+                                blue-green colours (colours.py) —
                                 small and bounded, see below
     state.json.corrupt-<UTC>    a damaged state file, moved aside at open and reported (state_file.py)
     state.json.before-restore-<UTC>  the state a restore replaced (backups.py)

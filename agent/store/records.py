@@ -15,6 +15,8 @@ are stored as they are. Table and document ids:
     approvals            {"<n>": ApprovalRecord}     the unfinished ones and the last
                                                      ``StoreLimits.finished_approvals`` finished ones
     totals               {"1": Totals}               running counts that only go up (schema 3)
+    colours              {"1": Colours}              blue-green capabilities' colours, ports and
+                                                     live colour (schema 4; agent.store.colours)
 
 where a deployment ``dep-<n>``, a rollback ``rb-<n>``, a pin ``pin-<n>``, a policy ``policy-<n>``
 and an approval ``approval-<n>`` are stored under ``<n>``. Unfinished
@@ -54,6 +56,7 @@ POLICIES = "policies"
 APPROVALS = "approvals"
 TOTALS = "totals"
 PENDING_AUDIT = "pending_audit"
+COLOURS = "colours"
 SINGLETON_ID = 1
 
 AGENT_ACTOR = "agent"
@@ -201,6 +204,39 @@ class PendingAudit(BaseModel):
     at: UtcDatetime
 
 
+ColourName = Literal["blue", "green"]
+
+
+class ColourRun(BaseModel):
+    """What a colour's unit files run: the release they were written from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ColourRecord(BaseModel):
+    """One blue-green capability on this host (agent.deploy.bluegreen): its public port, the
+    private port of each colour, what each colour's unit files run, and the colour nginx sends
+    users to (None: nginx does not route it, e.g. while it turns into a restart capability)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    public_port: int = Field(ge=1, le=65535)
+    ports: dict[ColourName, Annotated[int, Field(ge=1, le=65535)]]
+    live: ColourName | None = None
+    runs: dict[ColourName, ColourRun] = Field(default_factory=dict)
+
+
+class Colours(BaseModel):
+    """The ``colours`` table's one document: capability ref → its record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    capabilities: dict[str, ColourRecord] = Field(default_factory=dict)
+
+
 def count_records(deployments: Iterable[Any], rollbacks: Iterable[Any]) -> Totals:
     """Totals counted from records (``state.json``'s and ``history/``'s), each id once, the last
     one seen winning: the best a store that kept no totals yet can know. Anything that is not a
@@ -238,6 +274,7 @@ TABLE_MODELS: dict[str, type[BaseModel]] = {
     APPROVALS: ApprovalRecord,
     TOTALS: Totals,
     PENDING_AUDIT: PendingAudit,
+    COLOURS: Colours,
 }
 
 DEPLOYMENT_PREFIX = "dep-"

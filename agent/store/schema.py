@@ -24,6 +24,7 @@ from agent.store.records import (
     ACTIVE_DEPLOYMENTS,
     APPROVAL_PREFIX,
     APPROVALS,
+    COLOURS,
     DEPLOYMENT_PREFIX,
     FINISHED_DEPLOYMENTS,
     META,
@@ -82,7 +83,14 @@ def _add_totals(state: State, history: Archive) -> State:
     return state
 
 
-MIGRATIONS: dict[int, Migration] = {1: _add_pins_policies_approvals, 2: _add_totals}
+def _add_colours(state: State, history: Archive) -> State:
+    """3 → 4: the blue-green capabilities' colours (``Colours``), empty: until now no release
+    could be deployed blue-green. The version goes up for the reason 1 → 2 gives."""
+    state.setdefault(COLOURS, {})
+    return state
+
+
+MIGRATIONS: dict[int, Migration] = {1: _add_pins_policies_approvals, 2: _add_totals, 3: _add_colours}
 """Version n → n + 1. Add one here (and a test with a version-n file) whenever the layout changes."""
 
 
@@ -170,7 +178,7 @@ def _expected_key(table: str, record: Any) -> int | None:
         return number_of(record.id, ROLLBACK_PREFIX) or -1
     if table == REVISIONS:
         return record.number
-    if table == TOTALS:
+    if table in (TOTALS, COLOURS):
         return SINGLETON_ID
     if table == PENDING_AUDIT:
         return record.number

@@ -32,6 +32,7 @@ from agent.store.approvals import ApprovalRepository
 from agent.store.archive import FOLDER_NAME as HISTORY_FOLDER, Archive
 from agent.store.backups import BackupInfo, Backups, RestoreSummary, list_backups, restore
 from agent.store.blocked import BlockedVersionRepository
+from agent.store.colours import ColourRepository
 from agent.store.deployments import DeploymentRepository
 from agent.store.durable import make_folder, remove_stale_temp_files
 from agent.store.feed_state import FeedStateRepository
@@ -76,6 +77,8 @@ class Store:
         """Counts that never go down (finished deployments, rollbacks), for the metrics."""
         self.pending_audit = PendingAuditRepository(session)
         """Audit entries stored with the change they describe, until the audit log has them."""
+        self.colours = ColourRepository(session)
+        """The blue-green capabilities' colours and live colour (agent.deploy.bluegreen)."""
         self._backups = Backups(self.state_dir / BACKUPS_NAME)
 
     @classmethod

@@ -306,5 +306,23 @@ def test_a_version_2_file_starts_its_totals_from_every_record_kept_and_archived(
     totals = store.totals.get()
     assert totals.deployments == {"succeeded": 5, "failed": 2, "rolled_back": 1}
     assert totals.rollbacks == {"automatic": 2, "manual": 1}
-    assert read_state(state_dir)["meta"]["1"]["schema_version"] == SCHEMA_VERSION == 3
+    assert read_state(state_dir)["meta"]["1"]["schema_version"] == SCHEMA_VERSION == 4
     assert [event.kind for event in store.events()] == ["migrated"]
+
+
+def test_a_version_3_file_gains_an_empty_colours_table_and_keeps_everything_else(state_dir, clock, open_store):
+    store = Store.open(state_dir, clock=clock, migrations={1: MIGRATIONS[1], 2: MIGRATIONS[2]})
+    try:
+        store.blocked.add("core/auth@1.0.1", "broke SSO", BlockSource.FAILED_DEPLOYMENT)
+    finally:
+        store.close()
+    state = json.loads(state_text(state_dir))
+    assert state["meta"]["1"]["schema_version"] == 3
+    del state["colours"]  # as an agent that knew version 3 wrote it
+    (state_dir / "state.json").write_text(json.dumps(state))
+
+    upgraded = open_store()
+
+    assert read_state(state_dir)["meta"]["1"]["schema_version"] == SCHEMA_VERSION == 4
+    assert read_state(state_dir)["colours"] == {} and upgraded.colours.all() == {}
+    assert [b.reason for b in upgraded.blocked.list()] == ["broke SSO"]
