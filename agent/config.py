@@ -93,6 +93,16 @@ def _check_duration(text: str) -> str:
     return text
 
 
+_NO_TIME = re.compile(r"^\s*0+\s*[smhd]?\s*$", re.ASCII)
+
+
+def _check_duration_or_zero(text: str) -> str:
+    """A duration, or none at all (``"0s"``)."""
+    if not _NO_TIME.match(text):
+        parse_duration(text)
+    return text
+
+
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$", re.ASCII)
 LOWEST_PRIVATE_PORT = 1024
 """Below it are the ports only root may bind, which services of the host's own use."""
@@ -293,8 +303,8 @@ class SwitchConfig(_Table):
     nginx_reload: Annotated[list[str], AfterValidator(_check_command)] = Field(
         default_factory=lambda: ["systemctl", "reload", "nginx"])
     """Run to switch; nginx's old workers finish the requests they have."""
-    drain: Annotated[str, AfterValidator(_check_duration)] = "30s"
-    """How long the old colour keeps running after the switch, for the requests it still has."""
+    drain: Annotated[str, AfterValidator(_check_duration_or_zero)] = "30s"
+    """How long the old colour keeps running after the switch, for the requests it still has ("0s": none)."""
     listen: Annotated[str, AfterValidator(_check_ip_address)] = "0.0.0.0"
     """The address nginx listens on for the public ports (IPv4 or IPv6)."""
 
@@ -304,7 +314,7 @@ class SwitchConfig(_Table):
 
     @property
     def drain_s(self) -> float:
-        return parse_duration(self.drain).total_seconds()
+        return 0.0 if _NO_TIME.match(self.drain) else parse_duration(self.drain).total_seconds()
 
 
 class AlertsConfig(_Table):

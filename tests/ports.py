@@ -27,6 +27,8 @@ _candidates = itertools.cycle(range(_start + os.getpid() % BLOCK, _start + BLOCK
 def free_port() -> int:
     for _ in range(BLOCK):
         port = next(_candidates)
+        if port in _ranged:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -34,3 +36,33 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {_start}-{_start + BLOCK - 1}")
+
+
+def free_port_range(count: int) -> range:
+    """``count`` consecutive ports of this worker's block, all free now (a blue-green test's
+    ``switch.ports``), searched from the top of the block down so as to meet ``free_port``'s
+    turn as late as possible; a range is not handed out twice by this process."""
+    global _next_range_end
+    for _ in range(BLOCK // count):
+        if _next_range_end - count < _start:
+            _next_range_end = _start + BLOCK
+_ranged: set[int] = set()
+        ports = range(_next_range_end - count, _next_range_end)
+        _next_range_end -= count
+        if all(_binds(port) for port in ports):
+            _ranged.update(ports)
+            return ports
+    raise RuntimeError(f"no {count} free ports in a row in {_start}-{_start + BLOCK - 1}")
+
+
+_next_range_end = _start + BLOCK
+_ranged: set[int] = set()
+
+
+def _binds(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

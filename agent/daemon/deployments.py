@@ -117,7 +117,7 @@ class Deployments:
         problem = failing = None
         for ref in bake.capabilities:
             entry = entries.get(ref)
-            if entry is not None and (found := self.engine.health.probe(entry.units, entry.health)) is not None:
+            if entry is not None and (found := self.engine.probe(ref, entry)) is not None:
                 problem = f"{ref} {entry.version} turned unhealthy within the bake period: {found}"
                 failing = f"{ref}@{entry.version}"
                 break

@@ -37,10 +37,13 @@ from agent.audit import AuditLog
 from agent.config import AgentConfig
 from agent.daemon.events import EventBus
 from agent.deploy.artifacts import ArtifactCache
+from agent.deploy.bluegreen import BlueGreen
 from agent.deploy.engine import DeployResult, Engine
 from agent.deploy.health import StopAwareHealth
 from agent.deploy.releases import ReleaseLayout
+from agent.deploy.proxy import NginxProxy
 from agent.deploy.services import ServiceController
+from agent.deploy.units import UnitFolder
 from agent.errors import FeedRejected, Id1Error, StoreError
 from agent.feed.catalog import Catalog
 from agent.feed.client import FeedClient
@@ -130,11 +133,17 @@ class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housek
         self.warnings: list[str] = [*self.store.startup_warnings, *self.audit.warnings]
 
     def _make_engine(self) -> Engine:
+        health = StopAwareHealth(self.services, self.stopping)
+        unit_dir = Path(self.config.services.unit_dir)
+        bluegreen = BlueGreen(
+            self.store, self.layout, UnitFolder(unit_dir, self.layout.state_dir), self.services, health,
+            NginxProxy.from_config(self.config.switch), self.config.switch, wait=self.stopping.wait,
+        )
         return Engine(
             store=self.store, layout=self.layout, artifacts=self.cache, services=self.services,
-            health=StopAwareHealth(self.services, self.stopping), unit_dir=Path(self.config.services.unit_dir),
+            health=health, unit_dir=unit_dir,
             instance_id=self.instance_id, resolve_url=self.feed.resolve_url if self.feed else (lambda url: url), clock=self.clock,
-            should_stop=self.stopping.is_set, fleet=self.fleet_slot(),
+            should_stop=self.stopping.is_set, fleet=self.fleet_slot(), bluegreen=bluegreen,
         )
 
     def close(self) -> None:

@@ -52,6 +52,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.deploy.artifacts import ArtifactCache
+from agent.deploy.bluegreen import BlueGreen, Move, is_blue_green
 from agent.deploy.extract import extract_archive
 from agent.deploy.health import HealthChecker
 from agent.deploy.releases import ReleaseLayout
@@ -72,12 +73,17 @@ CREATED = "created"
 CHECKING, DOWNLOADING, STAGING, INSTALLING_UNITS = "checking", "downloading", "staging", "installing-units"
 SWITCHING, RESTARTING, VERIFYING, COMMITTED = "switching", "restarting", "verifying", "committed"
 WAITING_FOR_SLOT, SLOT_HELD, SLOT_RELEASED = "waiting-for-slot", "slot-held", "slot-released"
+# A blue-green capability's switch (agent.deploy.bluegreen).
+STARTING_IDLE, CHECKING_IDLE, SWITCHING_TRAFFIC = "starting-idle", "checking-idle", "switching-traffic"
+VERIFYING_PUBLIC, DRAINING, STOPPING_OLD = "verifying-public", "draining", "stopping-old"
 ROLLING_BACK, ROLLED_BACK, FAILED, UNDO_FAILED = "rolling-back", "rolled-back", "failed", "undo-failed"
-STEPS = (CHECKING, DOWNLOADING, STAGING, WAITING_FOR_SLOT, SLOT_HELD, INSTALLING_UNITS, SWITCHING, RESTARTING, VERIFYING, SLOT_RELEASED)
+STEPS = (CHECKING, DOWNLOADING, STAGING, WAITING_FOR_SLOT, SLOT_HELD, INSTALLING_UNITS, STARTING_IDLE, CHECKING_IDLE,
+         SWITCHING_TRAFFIC, VERIFYING_PUBLIC, SWITCHING, RESTARTING, VERIFYING, DRAINING, STOPPING_OLD, SLOT_RELEASED)
 # Up to here nothing a running service sees has changed.
 RETRYABLE = (CREATED, CHECKING, DOWNLOADING, STAGING, WAITING_FOR_SLOT, SLOT_HELD)
-# A stop request (SIGTERM) is honoured on entering these: before anything running has switched.
-STOPPABLE = (DOWNLOADING, STAGING, WAITING_FOR_SLOT, INSTALLING_UNITS, SWITCHING)
+# A stop request (SIGTERM) is honoured on entering these: before anything running has switched
+# (a blue-green idle colour started is stopped again by the undo; users were never on it).
+STOPPABLE = (DOWNLOADING, STAGING, WAITING_FOR_SLOT, INSTALLING_UNITS, STARTING_IDLE, CHECKING_IDLE, SWITCHING_TRAFFIC, SWITCHING)
 LOOP_GUARD = 3
 """Runs of one deployment (the first, and each retry after the agent was cut off) before it is undone."""
 UNDO_ATTEMPTS = 3
@@ -132,9 +138,13 @@ class Engine:
     stops (undone if units were installed); one already switching is finished."""
     fleet: FleetSlot | None = None
     """The fleet slot a deployment that changes what runs holds (None: this host acts alone)."""
+    bluegreen: BlueGreen | None = None
+    """Switches blue-green capabilities behind nginx (None: a blue-green release fails at staging)."""
 
     def __post_init__(self) -> None:
         self.units = UnitFolder(self.unit_dir, self.layout.state_dir)
+        if self.bluegreen is not None:
+            self.bluegreen.on_step = self.on_step  # tests stop the agent inside the switch too
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -190,10 +200,24 @@ class Engine:
         latest = self.store.revisions.latest()
         if latest is None:
             return []
-        units = [unit for entry in Manifest.model_validate(latest.manifest).capabilities().values() for unit in entry.units]
+        units = [unit for ref, entry in Manifest.model_validate(latest.manifest).capabilities().items()
+                 for unit in self.units_of(ref, entry)]
         disabled = [unit for unit in units if self.services.is_enabled(unit) == "disabled"]
         self.services.enable(disabled)
         return disabled
+
+    def units_of(self, ref: str, entry: DeployedCapability) -> list[str]:
+        """The units that run ``entry`` now: its units, or a blue-green one's live colour's."""
+        if not is_blue_green(entry):
+            return list(entry.units)
+        return self.bluegreen.live_units(ref, entry) if self.bluegreen else []
+
+    def probe(self, ref: str, entry: DeployedCapability) -> str | None:
+        """Is ``ref`` healthy now (the bake watch)? None when it is, else why not; a blue-green
+        capability is asked through nginx, as its users reach it."""
+        if is_blue_green(entry):
+            return self.bluegreen.probe(ref, entry) if self.bluegreen else f"{ref} is blue-green and [switch] is not set up"
+        return self.health.probe(entry.units, entry.health)
 
     def check_rollback(self, to_revision: int, *, catalog: Catalog | None, enforce_severity: str = "critical") -> RollbackCheck:
         """What rolling back to ``to_revision`` would change and what stands in its way (no side effects)."""
@@ -256,10 +280,17 @@ class Engine:
             for ref in changed:
                 if stale[ref]:
                     self._stage(ref, wanted[ref], archives[ref], stale[ref])
-                # Refused here, before anything on the host changes: units the release does not
-                # own, and files in the unit folder that are somebody else's.
+            # Refused here, before anything on the host changes: units the release does not
+            # own, files in the unit folder that are somebody else's, colours without ports.
+            blue_green = [ref for ref in changed if is_blue_green(wanted[ref])]
+            plain = [ref for ref in changed if ref not in blue_green]
+            for ref in plain:
                 unit_texts[ref] = release_unit_files(self.layout.release_dir(ref, wanted[ref].version), ref, wanted[ref].version, wanted[ref].units)
                 self.units.check_free(ref, unit_texts[ref], owned=_unit_files(had.get(ref)))
+            if blue_green or any(is_blue_green(had.get(ref)) for ref in changed):
+                if self.bluegreen is None:
+                    raise Id1Error(f"{', '.join(blue_green)}: a blue-green release needs the agent's [switch] set up")
+                self.bluegreen.check(wanted, blue_green)
             if self.fleet is not None and (changed or removed):
                 deployment = self._take_slot(deployment, [f"{ref}@{wanted[ref].version}" for ref in changed])
         except Id1Error as error:  # nothing running has changed yet
@@ -269,31 +300,56 @@ class Engine:
         try:
             deployment = self._step(deployment, INSTALLING_UNITS)
             written = []
-            for ref in changed:
+            for ref in plain:
                 written += self.units.install(ref, unit_texts[ref], current=self.layout.current_link(ref), owned=_unit_files(had.get(ref)))
             if written:
                 self.units.sync()
                 self.services.daemon_reload()
-            deployment = self._step(deployment, SWITCHING)
-            retired = False
-            for ref in [*removed, *changed]:
-                if ref in had:
-                    retired |= self._retire_units(ref, had[ref].units, keep=wanted.get(ref), owned=had[ref])
-            if retired:
-                self.services.daemon_reload()
-            for ref in removed:
-                self.layout.remove_current(ref)
-            for ref in changed:
-                self.layout.switch_current(ref, wanted[ref].version)
-                self.on_step(f"{SWITCHING} {ref}")
-            deployment = self._step(deployment, RESTARTING)
-            ordered = _dependency_order(changed, wanted)
-            self._enable_and_restart(ordered, wanted)
-            deployment = self._step(deployment, VERIFYING)
-            for ref in ordered:
-                result = self.health.wait_healthy(wanted[ref].units, wanted[ref].health)
-                if not result.healthy:
-                    raise Id1Error(f"{ref} {wanted[ref].version} is not healthy: {result.detail}")
+            moves: list[Move] = []
+            if blue_green:
+                colours = self.bluegreen
+                switching = {ref: wanted[ref] for ref in blue_green}
+                deployment = self._step(deployment, STARTING_IDLE)
+                moves = colours.start_idle(switching)
+                deployment = self._step(deployment, CHECKING_IDLE, _moves(moves))
+                colours.check_idle(moves, switching)
+                deployment = self._step(deployment, SWITCHING_TRAFFIC, _moves(moves))
+                # A restart capability turning blue-green: its service gives the public port up first.
+                turning = [ref for ref in blue_green if ref in had and not is_blue_green(had[ref])]
+                if any([self._retire_units(ref, had[ref].units, keep=None, owned=had[ref]) for ref in turning]):
+                    self.services.daemon_reload()
+                colours.switch(moves)
+                deployment = self._step(deployment, VERIFYING_PUBLIC)
+                colours.verify(moves, switching)
+            if plain or removed:
+                deployment = self._step(deployment, SWITCHING)
+                retired = False
+                for ref in [*removed, *plain]:
+                    if is_blue_green(had.get(ref)):
+                        retired |= self.bluegreen.take_away(ref)
+                    elif ref in had:
+                        retired |= self._retire_units(ref, had[ref].units, keep=wanted.get(ref), owned=had[ref])
+                if retired:
+                    self.services.daemon_reload()
+                for ref in removed:
+                    self.layout.remove_current(ref)
+                for ref in plain:
+                    self.layout.switch_current(ref, wanted[ref].version)
+                    self.on_step(f"{SWITCHING} {ref}")
+            if plain:
+                deployment = self._step(deployment, RESTARTING)
+                ordered = _dependency_order(plain, wanted)
+                self._enable_and_restart(ordered, wanted)
+                deployment = self._step(deployment, VERIFYING)
+                for ref in ordered:
+                    result = self.health.wait_healthy(wanted[ref].units, wanted[ref].health)
+                    if not result.healthy:
+                        raise Id1Error(f"{ref} {wanted[ref].version} is not healthy: {result.detail}")
+            if blue_green:
+                deployment = self._step(deployment, DRAINING, f"{self.bluegreen.config.drain_s:g} s" if any(m.switches and m.was for m in moves) else "nothing to drain")
+                self.bluegreen.drain(moves)
+                deployment = self._step(deployment, STOPPING_OLD)
+                self.bluegreen.stop_others(blue_green)
             deployment = self._give_back_slot(deployment)
         except Exception as error:
             reason = str(error) if isinstance(error, Id1Error) else _unforeseen(error)
@@ -340,7 +396,8 @@ class Engine:
                 self._restore(ref, had.get(ref), target.capabilities().get(ref))
             except Exception as error:
                 problems.append(str(error) if isinstance(error, Id1Error) else _unforeseen(error))
-        for ref in _dependency_order([r for r in [*changed, *removed] if r in had], had):
+        # A blue-green capability put back was checked by its switch (BlueGreen.put_back).
+        for ref in _dependency_order([r for r in [*changed, *removed] if r in had and not is_blue_green(had[r])], had):
             try:
                 result = self.health.wait_healthy(had[ref].units, had[ref].health)
             except Exception as error:
@@ -384,8 +441,15 @@ class Engine:
 
     def _restore(self, ref: str, previous: DeployedCapability | None, attempted: DeployedCapability | None) -> None:
         reload = False
-        if attempted is not None:  # units only the failed version has go; shared ones are restarted below
-            reload = self._retire_units(ref, attempted.units, keep=previous, owned=previous)
+        if attempted is not None and not is_blue_green(attempted):  # units only the failed version has go; shared ones are restarted below
+            reload = self._retire_units(ref, attempted.units, keep=None if is_blue_green(previous) else previous, owned=previous)
+        if is_blue_green(previous):  # the previous release made live again by the switch's own steps
+            if reload:
+                self.services.daemon_reload()
+            self._colours(ref).put_back(ref, previous)
+            return
+        if self.bluegreen is not None:  # a blue-green form the failed deployment gave it goes
+            reload |= self.bluegreen.take_away(ref)
         if previous is None:  # new in the failed deployment: take it away again
             if reload:
                 self.services.daemon_reload()
@@ -403,6 +467,11 @@ class Engine:
             self.services.daemon_reload()
         self.layout.switch_current(ref, previous.version)
         self._enable_and_restart([ref], {ref: previous})
+
+    def _colours(self, ref: str) -> BlueGreen:
+        if self.bluegreen is None:
+            raise Id1Error(f"cannot put {ref} back: it is blue-green and the agent's [switch] is not set up")
+        return self.bluegreen
 
     def _retire_units(self, ref: str, units: list[str], *, keep: DeployedCapability | None, owned: DeployedCapability | None) -> bool:
         """Stop, disable and remove the units of ``ref`` that ``keep`` (its version from now on,
@@ -519,6 +588,10 @@ def _differences(before: Manifest | None, after: Manifest) -> tuple[list[str], l
                      if ref not in had or (had[ref].version, had[ref].artifact.sha256) != (entry.version, entry.artifact.sha256))
     removed = sorted(ref for ref in had if ref not in wants)
     return changed, removed
+
+
+def _moves(moves: list[Move]) -> str:
+    return ", ".join(f"{m.ref} {m.was} → {m.to}" if m.switches and m.was else f"{m.ref} {m.to}" for m in moves)
 
 
 def _entries(deployment: Deployment, state: str) -> int:

@@ -8,7 +8,8 @@ requests they hold while new ones take the new connections.
 
     pure                                          the edge: NginxProxy(include, test, reload)
     assign_ports(public, kept, range)             apply(text, loaded=probe)
-      → ColourPorts (blue, green) per capability    1. write the include (temp, fsync, rename; 0644)
+      → ColourPorts (blue, green) per capability    0. nginx serves this include already → done
+                                                    1. write the include (temp, fsync, rename; 0644)
     render_include(live, listen) → text             2. run nginx_test    non-zero → put back, ProxyRefused
     loaded_probe(live, listen) → LoadedProbe        3. run nginx_reload  non-zero → put back, ProxyError
                                                     4. (probe given) wait until nginx answers with
@@ -313,6 +314,8 @@ class NginxProxy:
         if previous is not None and not previous.startswith(HEADER.encode()):
             raise ProxyError(f"{self.include_path} was not written by id1-agent (its first line is not the agent's "
                              "header): refusing to replace it; point switch.nginx_include at a file of its own")
+        if previous == text.encode("utf-8") and loaded is not None and self._ask(loaded) == loaded.answer:
+            return  # nginx serves this very include already: a reload would only close idle connections
         self._write(text.encode("utf-8"), "write")
         try:
             self._command(self.test_command, "switch.nginx_test", ProxyRefused)

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from agent.errors import UnitError
-from agent.feed.units import unit_file_name, unit_name_problem
+from agent.feed.units import template_unit_problem, unit_file_name, unit_name_problem
 from agent.files import fsync_folder, write_atomically
 
 MARKER = "# Installed by id1-agent for capability {ref}; replaced at every deployment (local changes: systemctl edit)."
@@ -36,16 +36,18 @@ _MARKER = re.compile(r"# Installed by id1-agent for capability (\S+);")
 _LINK_FOLDERS = (".wants", ".requires", ".upholds")
 
 
-def release_unit_files(release_dir: Path, ref: str, version: str, units: Sequence[str], *, strict: bool = True) -> dict[str, str]:
+def release_unit_files(release_dir: Path, ref: str, version: str, units: Sequence[str], *, strict: bool = True,
+                       templates: bool = False) -> dict[str, str]:
     """The unit files release ``ref version`` installs: file name → its text, checked.
 
     ``strict=False`` (putting a previous release back) tolerates files in ``systemd/`` that the
     release does not list, which an agent from before the rule may have deployed: they are
-    simply not installed. Names and ``[Install]`` sections are always checked.
+    simply not installed. Names and ``[Install]`` sections are always checked. ``templates``:
+    a blue-green release, which lists templates (agent.deploy.bluegreen writes their colours).
     """
     what = f"{ref} {version}"
     for unit in units:
-        problem = unit_name_problem(ref, unit)
+        problem = template_unit_problem(ref, unit) if templates else unit_name_problem(ref, unit)
         if problem:
             raise UnitError(f"{what}: {problem}")
     needed = {unit_file_name(unit) for unit in units}
@@ -100,8 +102,10 @@ class UnitFolder:
                 raise UnitError(f"{path} exists and was not installed by id1-agent for {ref}: refused to replace it "
                                 f"(move it away if {ref} should own it)")
 
-    def install(self, ref: str, texts: dict[str, str], *, current: Path, owned: Iterable[str] = ()) -> list[str]:
-        """Write the files whose content changes; the names written. The caller fsyncs the folder."""
+    def install(self, ref: str, texts: dict[str, str], *, current: Path, owned: Iterable[str] = (),
+                port: int | None = None) -> list[str]:
+        """Write the files whose content changes; the names written. The caller fsyncs the folder.
+        ``current`` fills in ``@CURRENT@``; ``port`` fills in ``@PORT@`` (a blue-green colour's)."""
         self.check_free(ref, texts, owned=owned)
         try:
             self.unit_dir.mkdir(parents=True, exist_ok=True)
@@ -109,8 +113,10 @@ class UnitFolder:
             raise UnitError(f"cannot create the unit folder {self.unit_dir}: {error.strerror or error}") from None
         changed = []
         for name, text in sorted(texts.items()):
-            content = (MARKER.format(ref=ref) + "\n"
-                       + text.replace("@CURRENT@", str(current)).replace("@STATE_DIR@", str(self.state_dir))).encode("utf-8")
+            text = text.replace("@CURRENT@", str(current)).replace("@STATE_DIR@", str(self.state_dir))
+            if port is not None:
+                text = text.replace("@PORT@", str(port))
+            content = (MARKER.format(ref=ref) + "\n" + text).encode("utf-8")
             destination = self.unit_dir / name
             try:
                 if destination.read_bytes() == content:

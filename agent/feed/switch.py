@@ -22,13 +22,39 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from agent.feed.model import HealthCheck, Switch
-from agent.feed.units import UNIT_TYPES, template_unit_problem
+from agent.feed.units import UNIT_TYPES, colour_unit, template_unit_problem
 
 PORT = "@PORT@"
 """Filled in, in a blue-green release's units and health, with the private port of one colour."""
 _TEMPLATE = re.compile(r"@\.(?:" + "|".join(UNIT_TYPES) + r")$")
+
+
+def colour_units(templates: Sequence[str], colour: str) -> list[str]:
+    """The units a colour runs: each template's instance (``id1-core-api@.service`` → ``…@blue.service``)."""
+    return [colour_unit(template, colour) for template in templates]
+
+
+def health_on_port(health: HealthCheck | None, port: int, *, host: str | None = None) -> HealthCheck | None:
+    """``health`` with ``@PORT@`` filled in: the check of whatever listens on ``port``. With
+    ``host``, an HTTP check asks that address instead of the URL's (the public port, checked
+    where nginx listens for it)."""
+    if health is None:
+        return None
+    text = str(port)
+    http = health.http.replace(PORT, text) if health.http else None
+    if http is not None and host is not None:
+        parts = urlsplit(http)
+        netloc = (f"[{host}]" if ":" in host else host) + f":{port}"
+        http = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    command = health.command
+    if isinstance(command, list):
+        command = [part.replace(PORT, text) for part in command]
+    elif command is not None:
+        command = command.replace(PORT, text)
+    return health.model_copy(update={"http": http, "command": command})
 
 
 def health_mentions_port(health: HealthCheck | None) -> bool:

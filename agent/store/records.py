@@ -214,6 +214,8 @@ class ColourRun(BaseModel):
 
     version: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    units: tuple[str, ...] = ()
+    """The release's templates (``id1-core-api@.service``): the colour runs their instances."""
 
 
 class ColourRecord(BaseModel):
