@@ -46,7 +46,6 @@ def free_port_range(count: int) -> range:
     for _ in range(BLOCK // count):
         if _next_range_end - count < _start:
             _next_range_end = _start + BLOCK
-_ranged: set[int] = set()
         ports = range(_next_range_end - count, _next_range_end)
         _next_range_end -= count
         if all(_binds(port) for port in ports):

@@ -557,8 +557,12 @@ class Engine:
         """Give the fleet slot back once the host is healthy again (journaled; idempotent)."""
         if self.fleet is None or not _entries(deployment, WAITING_FOR_SLOT) or deployment.state == SLOT_RELEASED:
             return deployment
+        # Journaled first: the entry's time is before any other host can take the slot, so the
+        # journals of a group never show two holders at once (a crash in between: the next start
+        # settles the slot, agent.daemon.fleet).
+        deployment = self._step(deployment, SLOT_RELEASED, f"group {self.fleet.group}")
         self.fleet.release()
-        return self._step(deployment, SLOT_RELEASED, f"group {self.fleet.group}")
+        return deployment
 
     def _finish(self, deployment: Deployment, status: DeploymentStatus, state: str, error: str, changed) -> DeployResult:
         deployment = self._latest(deployment)
