@@ -70,6 +70,8 @@ class MetricsSnapshot:
     blocked_versions: int = 0
     fleet_halted_changes: int | None = None
     """Changes the host's fleet group halted that the plan holds; None without a fleet (etcd)."""
+    live_colours: Mapping[str, str | None] = field(default_factory=dict)
+    """Each blue-green capability's live colour (None: nginx routes it nowhere)."""
 
     def __post_init__(self) -> None:
         problems = [
@@ -147,6 +149,7 @@ def render_metrics(snapshot: MetricsSnapshot) -> str:
             "Changes the plan holds because the host's fleet group halted them after failures on other hosts.",
             snapshot.fleet_halted_changes,
         ),
+        _live_colours(snapshot),
     ]
     return "".join(line + "\n" for family in families for line in family)
 
@@ -206,6 +209,15 @@ def _deployments(snapshot: MetricsSnapshot) -> list[str]:
         _Sample(snapshot.deployments_total.get(status, 0), (("status", status),)) for status in DEPLOYMENT_STATUSES
     ]
     return _family("id1_deployments_total", "counter", "Finished deployments by outcome.", samples)
+
+
+def _live_colours(snapshot: MetricsSnapshot) -> list[str]:
+    if not snapshot.live_colours:
+        return []
+    samples = [_Sample(1 if live == colour else 0, (("capability", ref), ("colour", colour)))
+               for ref, live in sorted(snapshot.live_colours.items()) for colour in ("blue", "green")]
+    return _family("id1_live_colour", "gauge",
+                   "1 for the colour of a blue-green capability that nginx sends users to, 0 for the other.", samples)
 
 
 def _success_ratio(snapshot: MetricsSnapshot) -> list[str]:

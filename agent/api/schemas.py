@@ -109,6 +109,11 @@ class CapabilityState(BaseModel):
     source: str
     overrides: str | None = None
     units: list[str]
+    """The units that run it: a blue-green capability's live colour's (``id1-core-api@green.service``)."""
+    live_colour: str | None = None
+    """blue-green only: the colour nginx sends users to (``blue`` or ``green``)."""
+    public_port: int | None = None
+    """blue-green only: the port nginx listens on for it."""
 
 
 class ApprovalSummary(BaseModel):

@@ -70,7 +70,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         lines += block("Running", "nothing deployed yet")
     else:
         lines += block("Running", f"revision {status['revision']}, platform {status.get('platform') or '—'}")
-        rows = [(c["capability"], c["version"], c["source"] + (f" (overrides {c['overrides']})" if c.get("overrides") else ""))
+        rows = [(c["capability"], c["version"] + _colour_words(c), c["source"] + (f" (overrides {c['overrides']})" if c.get("overrides") else ""))
                 for c in status["capabilities"]]
         lines += table(rows, ("CAPABILITY", "VERSION", "SOURCE"), indent=LABEL)
     feed = f"serial {status['feed_serial']}" if status.get("feed_serial") is not None else "no feed accepted yet"
@@ -80,6 +80,13 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     lines += _attention_lines(status)
     return lines
 
+
+
+def _colour_words(capability: dict[str, Any]) -> str:
+    """`` (green live on :8080)`` for a blue-green capability, nothing for the others."""
+    if capability.get("public_port") is None:
+        return ""
+    return f" ({capability.get('live_colour') or 'no colour'} live on :{capability['public_port']})"
 
 
 def _policy_words(status: dict[str, Any]) -> list[str]:

@@ -59,6 +59,7 @@ class Housekeeping:
             blocked_versions=len(self.store.blocked.refs()),
             fleet_halted_changes=(sum(1 for p in (self.plan.problems if self.plan else ()) if p.code == "fleet-halted")
                                   if self.config.fleet.backend == "etcd" else None),
+            live_colours={ref: record.live for ref, record in self.store.colours.all().items()},
         ).with_totals(totals.deployments, totals.rollbacks)
 
     def compliance(self) -> float:

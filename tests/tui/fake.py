@@ -412,7 +412,7 @@ class FakeClient:
             exposed = [a for a in self._advisories() if a["status"] == "exposed"]
             capabilities = [
                 {"capability": f"{suite}/{name}", "version": cap["version"], "source": cap["source"],
-                 "overrides": cap.get("overrides"), "units": cap["units"]}
+                 "overrides": cap.get("overrides"), "units": cap["units"], "live_colour": None, "public_port": None}
                 for suite, body in sorted(manifest["suites"].items()) for name, cap in sorted(body["capabilities"].items())
             ]
             return {

@@ -24,6 +24,18 @@ router = APIRouter(tags=["status"])
 HEARTBEAT_S = 15.0
 
 
+def _capabilities(service, manifest: Manifest | None) -> list[CapabilityState]:
+    colours = service.store.colours.all()
+    found = []
+    for ref, entry in sorted((manifest.capabilities() if manifest else {}).items()):
+        record = colours.get(ref) if entry.switch is not None else None
+        found.append(CapabilityState(
+            capability=ref, version=entry.version, source=entry.source, overrides=entry.overrides,
+            units=service.engine.units_of(ref, entry),
+            live_colour=record.live if record else None, public_port=record.public_port if record else None))
+    return found
+
+
 @router.get("/status", response_model=Status)
 async def get_status(request: Request, caller: ViewerDep) -> Status:
     """What the agent is doing, the running revision and its capabilities, the plan, the pending approval, problems, and the caller's role."""
@@ -56,10 +68,7 @@ async def get_status(request: Request, caller: ViewerDep) -> Status:
         next_window=service.next_window(),
         revision=latest.number if latest else None,
         platform=manifest.platform if manifest else None,
-        capabilities=[
-            CapabilityState(capability=ref, version=entry.version, source=entry.source, overrides=entry.overrides, units=entry.units)
-            for ref, entry in sorted((manifest.capabilities() if manifest else {}).items())
-        ],
+        capabilities=_capabilities(service, manifest),
         feed_url=service.config.feed.url,
         feed_serial=service.catalog.serial if service.catalog else None,
         last_check=service.last_check,
