@@ -200,3 +200,8 @@ def test_switch_values_are_checked_by_key_path(table, expected):
 @pytest.mark.parametrize("ports", ["1024-1025", "20000 - 20001", "65534-65535"])
 def test_a_range_of_two_ports_or_more_is_accepted(ports):
     assert len(config_from_dict({"switch": {"ports": ports, "listen": "::"}}).switch.port_range) == 2
+
+
+@pytest.mark.parametrize(("drain", "seconds"), [("0s", 0.0), ("0", 0.0), ("1s", 1.0), ("2m", 120.0)])
+def test_a_drain_may_be_none_at_all(drain, seconds):
+    assert config_from_dict({"switch": {"drain": drain}}).switch.drain_s == seconds
