@@ -206,3 +206,21 @@ def test_an_ipv6_listen_address_is_one_nginx_accepts(nginx, colours):
     assert f"listen [::1]:{public};" in text
     proxy.apply(text)  # nginx -t accepts it and the reload succeeds (::1 may be absent: no probe)
     assert proxy.current() == text
+
+
+def test_applying_what_nginx_serves_already_runs_nothing_and_keeps_idle_connections(nginx, colours):
+    proxy, public = proxy_for(nginx), free_port()
+    switch_to(proxy, "blue", public, colours)
+    wait_for_answer(public, "blue", nginx)
+    ran = []
+
+    def run(argv, **kwargs):
+        ran.append(argv)
+        return subprocess.run(argv, **kwargs)
+
+    again = proxy_for(nginx, run=run)
+    switch_to(again, "blue", public, colours)  # an undo or a resumed switch that finds it done
+    assert ran == []  # no nginx -t, no reload: a reload would close every idle keep-alive connection
+    switch_to(again, "green", public, colours)
+    assert len(ran) == 2  # a real change is tested and loaded as before
+    wait_for_answer(public, "green", nginx)
