@@ -24,6 +24,8 @@ start deploys it again.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -144,6 +146,7 @@ class AgentService(DecisionRecorder, Reconciler, Deployments, AdminVerbs, Housek
             health=health, unit_dir=unit_dir,
             instance_id=self.instance_id, resolve_url=self.feed.resolve_url if self.feed else (lambda url: url), clock=self.clock,
             should_stop=self.stopping.is_set, fleet=self.fleet_slot(), bluegreen=bluegreen,
+            on_step=_failpoint(os.environ.get(FAILPOINT_ENV)),
         )
 
     def close(self) -> None:
@@ -307,3 +310,21 @@ def _feed_client(config: AgentConfig, store: Store) -> FeedClient | None:
     return FeedClient(config.feed.url, Path(config.state_dir) / "feed", trusted_keys_from_config(config.feed.trusted_keys),
                       max_bytes=config.feed.max_bytes, min_serial=max((s for s in known if s is not None), default=None),
                       floor=_transfer_floor(config))
+
+
+FAILPOINT_ENV = "ID1_FAILPOINT_KILL_AT"
+"""A deployment step (``draining``, or ``switching core/api`` inside one) at which the agent
+kills itself with SIGKILL: how the crash tests cut a real daemon off at an exact step (as etcd's
+gofail does). Unset in production, where this is a no-op."""
+
+
+def _failpoint(step: str | None) -> Callable[[str], None]:
+    if not step:
+        return lambda state: None
+
+    def kill_at(state: str) -> None:
+        if state == step:
+            logger.warning("%s=%s: the agent kills itself here (a crash test)", FAILPOINT_ENV, step)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill_at

@@ -185,8 +185,8 @@ class Site:
         self.config.write_text(self.config_text(channel, extra=extra, window=window))
         return self.config
 
-    def start(self, timeout: float = 60) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    def start(self, timeout: float = 60, *, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self._log_file = open(self.log, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "agent.cli.main", "agent", "run", "--config", str(self.config)],
                                         stdout=self._log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)

@@ -160,3 +160,30 @@ def test_a_release_that_fails_through_nginx_goes_back_to_the_old_colour_and_is_b
     assert bg.public_answer() == "1.0.0 blue"
     assert "core/api@1.1.0" in bg.ok("updates").out
     poll_until(lambda: bg.colour_state("green") == "inactive", what="the failed colour stopped")
+
+
+KILL_STEPS = ["starting-idle", "starting core/api green", "checking-idle", "switching-traffic", "switching core/api green",
+              "verifying-public", "draining", "stopping-old", "stopping core/api blue"]
+
+
+@pytest.mark.parametrize("step", KILL_STEPS)
+def test_sigkill_at_each_step_of_the_switch_the_next_start_leaves_one_healthy_colour_live(bg, step):
+    bg.publish_api(1, ["1.0.0"], {"1.0.0": "1.0.0"})
+    bg.setup(drain="1s")
+    bg.start()
+    bg.wait_for(lambda s: s["revision"] == 1 and s["deployment"] is None, what="revision 1")
+    bg.stop()
+
+    bg.publish_api(2, ["1.0.0", "1.1.0"], {"1.0.0": "1.0.0", "1.1.0": "1.1.0"})
+    bg.start(env={"ID1_FAILPOINT_KILL_AT": step})  # the agent SIGKILLs itself on reaching the step
+    threading.Thread(target=bg.post_check, daemon=True).start()
+    assert bg.process.wait(120) == -signal.SIGKILL, bg.log.read_text()
+    assert f"ID1_FAILPOINT_KILL_AT={step}" in bg.log.read_text()
+
+    bg.start()
+    status = bg.wait_for(lambda s: s["revision"] == 2 and s["deployment"] is None, timeout=120, what="the resumed deployment")
+    [api] = status["capabilities"]
+    assert (api["version"], api["live_colour"]) == ("1.1.0", "green")
+    assert bg.public_answer() == "1.1.0 green"
+    assert (bg.colour_state("green"), bg.colour_state("blue")) == ("active", "inactive")
+    assert not bg.ok("updates", "--json").json()["problems"]  # a crash is not a bad release: nothing blocked
