@@ -2,10 +2,10 @@
 
     image = base_image()          # <cache>/images/<key>/, built on first use (about 15-25 s)
 
-The key is a hash of the recipe (suite, variant, package list, mirror), so changing the list
-builds a new root and never reuses a stale one. Building happens under a file lock, into a
-folder beside the final one that is renamed into place when complete: parallel test workers
-(and a build killed half-way) never see half a root. The cache lives outside /tmp (DESIGN.md
+The key is a hash of the recipe (suite, variant, package list, mirror, and what ``_prepare`` does
+to the root), so changing either builds a new root and never reuses a stale one. Building
+happens under a file lock, into a folder beside the final one that is renamed into place when
+complete: parallel test workers (and a build killed half-way) never see half a root. The cache lives outside /tmp (DESIGN.md
 §11): ``$ID1_TEST_HOSTS``, default /var/cache/id1-test-hosts.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -24,14 +25,17 @@ CACHE = Path(os.environ.get("ID1_TEST_HOSTS", "/var/cache/id1-test-hosts"))
 SUITE = "bookworm"
 MIRROR = os.environ.get("ID1_TEST_HOSTS_MIRROR", "http://deb.debian.org/debian")
 # systemd as PID 1 and what the agent's package needs to install and run (its Depends:
-# python3.11, procps for the unit's ExecReload=/bin/kill), nothing more: the tests install the
-# agent's .deb with dpkg -i, so its dependencies must already be there.
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "procps")
+# python3.11, procps for the unit's ExecReload=/bin/kill), and Debian's nginx, which blue-green
+# capabilities run behind (tests/systemd/test_bluegreen_on_systemd.py), nothing more: the tests
+# install the agent's .deb with dpkg -i, so its dependencies must already be there.
+PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "procps", "nginx")
 BUILD_TIMEOUT_S = 900
 
 
 def recipe() -> dict:
-    return {"suite": SUITE, "variant": "minbase", "packages": sorted(PACKAGES), "mirror": MIRROR}
+    # What _prepare does to the root is part of the recipe too: changing it builds a new root.
+    prepare = hashlib.sha256(inspect.getsource(_prepare).encode()).hexdigest()[:16]
+    return {"suite": SUITE, "variant": "minbase", "packages": sorted(PACKAGES), "mirror": MIRROR, "prepare": prepare}
 
 
 def image_key() -> str:
@@ -82,8 +86,24 @@ def base_image() -> Path:
 
 
 def _prepare(root: Path) -> None:
-    """What every host shares: no machine id (each copy gets its own), a quiet console."""
+    """What every host shares: no machine id (each copy gets its own), a quiet console, and
+    nginx enabled (as Debian installs it) but without Debian's default site."""
     (root / "etc" / "machine-id").write_text("")
     # Nobody logs in on the container's console; its getty would only add a unit to wait for.
     (root / "etc" / "systemd" / "system" / "console-getty.service").unlink(missing_ok=True)
     os.symlink("/dev/null", root / "etc" / "systemd" / "system" / "console-getty.service")
+    # Debian's default site listens on port 80, and every host shares this machine's loopback:
+    # the second host booted at once would fail to start nginx (a degraded boot). Without it
+    # nginx runs and listens nowhere until an include of conf.d/ (the agent's) gives it a server.
+    (root / "etc" / "nginx" / "sites-enabled" / "default").unlink(missing_ok=True)
+    (root / "etc" / "nginx" / "conf.d").mkdir(parents=True, exist_ok=True)
+    # What nginx makes the first time it runs with a server (on Debian: at installation, with
+    # the default site), which mmdebstrap never starts: its temporary folders. Without them the
+    # agent's sandboxed `nginx -t` cannot make them (systemd/id1-agent.service says why).
+    www_data = next(int(line.split(":")[2]) for line in (root / "etc" / "passwd").read_text().splitlines()
+                    if line.startswith("www-data:"))
+    for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        folder = root / "var" / "lib" / "nginx" / name
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        os.chown(folder, www_data, 0)

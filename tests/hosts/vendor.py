@@ -4,12 +4,21 @@
     web = Service("core/web", port=free_port())
     vendor.publish({"1.0.0": [web.release("1.0.0")]})            # platform → its capability releases
     vendor.publish({"1.0.0": [...], "1.1.0": [web.release("1.1.0", broken=True)]})
+    api = BlueGreenService("core/api", public_port=free_port())
+    vendor.publish({"1.0.0": [api.release("1.0.0")]})            # "switch": blue-green on that port
 
 A release's artifact holds ``serve.py`` and ``release.json`` (``serve.py`` answers ``GET /`` with
 the version, or exits 1 at once when broken: its unit's ``Restart=on-failure`` then retries until
 systemd gives up) and one unit file per listed unit. Extra units, files the release does not list (hostile artifacts) and a slow
 start are asked for by name. Feed times are relative to now, so the feeds never expire under a
 running test.
+
+A blue-green release (``BlueGreenService``, docs/feed-format.md "Switch") lists one unit
+template, ``id1-<suite>-<name>@.service``, whose ``ExecStart`` passes ``@PORT@`` (the colour's
+private port) and ``%i`` (the colour) to ``serve.py``: it answers ``GET /`` with ``VERSION
+COLOUR``, and ``/healthz`` with 200, or 500 when the release is ``broken_behind_proxy`` and the
+request came through nginx (``X-Forwarded-For``): a release that passes its own colour's check and
+fails once users reach it.
 """
 
 from __future__ import annotations
@@ -53,6 +62,29 @@ def idle_unit(description: str) -> str:
     return service_unit(description, "/bin/sleep infinity")
 
 
+BLUE_GREEN_SERVE = """\
+import http.server, json, os, sys
+port, colour = int(sys.argv[1]), sys.argv[2]
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "release.json")) as file:
+    release = json.load(file)
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        behind = "X-Forwarded-For" in self.headers
+        failing = self.path.startswith("/healthz") and release["broken_behind_proxy"] and behind
+        body = f"{release['version']} {colour}".encode()
+        self.send_response(500 if failing else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args): pass
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+Server(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
 @dataclass(frozen=True)
 class Release:
     ref: str
@@ -60,6 +92,7 @@ class Release:
     files: dict[str, str]
     units: list[str]
     health: dict | None
+    switch: dict | None = None
 
 
 @dataclass
@@ -91,6 +124,35 @@ class Service:
         timeout = health_timeout_s if health_timeout_s is not None else (5 if broken else 60)
         return Release(self.ref, version, files, [self.unit, *extra_units],
                        {"http": f"http://127.0.0.1:{self.port}/", "timeout_s": timeout})
+
+
+@dataclass
+class BlueGreenService:
+    """A blue-green capability: nginx listens on ``public_port``, each colour on the private port
+    the agent gives it (``[switch] ports``)."""
+
+    ref: str
+    public_port: int
+
+    @property
+    def template(self) -> str:
+        suite, _, name = self.ref.partition("/")
+        return f"id1-{suite}-{name}@.service"
+
+    def unit(self, colour: str) -> str:
+        """The colour's instance of the template (``id1-core-api@green.service``)."""
+        return self.template.replace("@.", f"@{colour}.")
+
+    def release(self, version: str, *, broken_behind_proxy: bool = False, health_timeout_s: float | None = None) -> Release:
+        # The template is the same in every version, as a vendor's usually is; the agent writes
+        # each colour's unit file from its own release (@CURRENT@, @PORT@).
+        files = {"serve.py": BLUE_GREEN_SERVE,
+                 "release.json": json.dumps({"version": version, "broken_behind_proxy": broken_behind_proxy}),
+                 f"systemd/{self.template}": service_unit(f"ID-1 {self.ref} (%i)", "/usr/bin/python3 @CURRENT@/serve.py @PORT@ %i")}
+        timeout = health_timeout_s if health_timeout_s is not None else (5 if broken_behind_proxy else 60)
+        return Release(self.ref, version, files, [self.template],
+                       {"http": "http://127.0.0.1:@PORT@/healthz", "timeout_s": timeout},
+                       {"mode": "blue-green", "port": self.public_port})
 
 
 def tarball(files: dict[str, str]) -> bytes:
@@ -133,7 +195,7 @@ class ServiceVendor:
                 data = tarball(release.files)
                 name = f"artifacts/{release.ref.replace('/', '-')}-{release.version}.tar.gz"
                 self.server.publish(name, data)
-                feed.capability(release.ref, release.version, units=release.units)
+                feed.capability(release.ref, release.version, units=release.units, switch=release.switch)
                 entry = feed.data["capabilities"][-1]
                 entry["artifact"] = {"url": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
                 if release.health:
