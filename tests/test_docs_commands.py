@@ -47,6 +47,7 @@ OTHERS = {
     "make demo": ("tests/demo/test_make_demo.py", "make"),
     "make test": (".ci/run", "make test"),
     "make bench": ("Makefile", "bench:"),
+    "systemctl reload nginx": ("tests/systemd/test_bluegreen_on_systemd.py", "nginx_reload (systemctl"),
     "make deb": ("tests/packaging/test_deb.py", "deb"),
     "systemctl reload id1-agent": ("tests/systemd/test_agent_on_systemd.py", '"reload", AGENT'),  # on a real systemd host
     "systemctl reload": ("tests/systemd/test_agent_on_systemd.py", '"reload", AGENT'),

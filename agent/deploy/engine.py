@@ -60,7 +60,7 @@ from agent.deploy.rollback import RollbackCheck, check_rollback
 from agent.deploy.services import ServiceController
 from agent.deploy.slot import FleetSlot
 from agent.deploy.units import UnitFolder, release_unit_files
-from agent.errors import Id1Error, ReleaseError
+from agent.errors import Id1Error, ReleaseError, SwitchError
 from agent.feed.catalog import Catalog
 from agent.feed.units import unit_file_name
 from agent.planning.manifest import DeployedCapability, Manifest
@@ -353,8 +353,11 @@ class Engine:
             deployment = self._give_back_slot(deployment)
         except Exception as error:
             reason = str(error) if isinstance(error, Id1Error) else _unforeseen(error)
-            # Stopping (SIGTERM) is not evidence against the release: nothing is blocked then.
-            failed = [] if isinstance(error, AgentStopping) or self.should_stop() else [(ref, wanted[ref].version) for ref in changed]
+            # Stopping (SIGTERM) is not evidence against the release: nothing is blocked then. Nor
+            # is the host's nginx failing (stopped, its own config broken, a port taken): the
+            # release is tried again once the operator has fixed it.
+            host_side = isinstance(error, (AgentStopping, SwitchError))
+            failed = [] if host_side or self.should_stop() else [(ref, wanted[ref].version) for ref in changed]
             return self._undo(deployment, reason, failed=failed)
         with self.store.batch():
             revision = self.store.revisions.add(target.to_json(), feed_serial, deployment.id)

@@ -156,7 +156,8 @@ def test_killed_at_any_step_of_the_switch_the_next_start_leaves_one_healthy_colo
             raise Crash(point)
 
     with pytest.raises(Crash):
-        host.deploy({API: "1.1.0"}, {API: "broken-behind-proxy"} if broken else None, engine=host.engine(crash))
+        result = host.deploy({API: "1.1.0"}, {API: "broken-behind-proxy"} if broken else None, engine=host.engine(crash))
+        pytest.fail(f"never reached {point}: {result.status} {result.error} (steps {seen})")
 
     host.engine().resume()
 
@@ -168,3 +169,16 @@ def test_killed_at_any_step_of_the_switch_the_next_start_leaves_one_healthy_colo
     assert record.live == want[1]
     assert f"id1 core/api {want[1]} " in host.nginx.include.read_text()
     assert host.store.deployments.active() is None
+
+
+def test_the_hosts_nginx_failing_undoes_the_switch_and_blocks_nothing(host):
+    host.deploy({API: "1.0.0"})
+    broken_reload = host.switch.model_copy(update={"nginx_reload": ["/bin/false"]})
+
+    failed = host.deploy({API: "1.1.0"}, engine=host.engine(switch=broken_reload))
+
+    assert failed.status == DeploymentStatus.ROLLED_BACK and "switch.nginx_reload" in failed.error, failed.error
+    assert not host.store.blocked.refs()  # the release is not at fault: tried again once nginx works
+    assert host.get(API) == "1.0.0 blue" and host.colour_states(API) == {"blue": "active", "green": "inactive"}
+    assert host.deploy({API: "1.1.0"}).status == DeploymentStatus.SUCCEEDED
+    assert host.get(API) == "1.1.0 green"

@@ -269,7 +269,8 @@ class TestHost:
         while time.monotonic() < deadline:
             done = self._run_raw(["systemctl", "is-system-running", "--wait"], timeout=max(1.0, deadline - time.monotonic()))
             answer = done.stdout.strip()
-            if answer in ("running", "degraded", "maintenance", "stopping", "offline"):
+            # Not "offline": that is what PID 1 says in its first moments, before /run/systemd/system.
+            if answer in ("running", "degraded", "maintenance", "stopping"):
                 return answer
             last = answer or done.stderr.strip()
             time.sleep(0.1)
