@@ -209,9 +209,17 @@ class BlueGreen:
                 raise Id1Error(f"{move.ref} {entry.version} is not healthy through nginx (port {record.public_port}, "
                                f"colour {move.to}): {result.detail}")
 
+    def must_drain(self, moves: list[Move]) -> bool:
+        """A colour users left still runs: one they left now, or one left before the agent was
+        cut off (a resumed deployment drains again: nginx's old workers may still use it)."""
+        if self.config.drain_s <= 0:
+            return False
+        return any(move.switches and move.was is not None or (not move.switches and self._other_runs(move.ref))
+                   for move in moves)
+
     def drain(self, moves: list[Move]) -> None:
         """Let the colours users left finish their requests (``switch.drain``)."""
-        if any(move.switches and move.was is not None for move in moves) and self.config.drain_s > 0:
+        if self.must_drain(moves):
             self.wait(self.config.drain_s)
 
     def stop_others(self, refs: Iterable[str]) -> None:
@@ -297,6 +305,13 @@ class BlueGreen:
                 for ref, record in records.items() if record.live is not None}
         listen = self.config.listen
         self.proxy.apply(render_include(live, listen), loaded=loaded_probe(live, listen))
+
+    def _other_runs(self, ref: str) -> bool:
+        record = self._record(ref)
+        other = other_colour(record.live) if record.live else None
+        if other is None or other not in record.runs:
+            return False
+        return any(self.services.state(unit) == "active" for unit in self._loaded(colour_units(record.runs[other].units, other)))
 
     def _record(self, ref: str) -> ColourRecord:
         record = self.store.colours.get(ref)

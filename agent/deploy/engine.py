@@ -346,7 +346,8 @@ class Engine:
                     if not result.healthy:
                         raise Id1Error(f"{ref} {wanted[ref].version} is not healthy: {result.detail}")
             if blue_green:
-                deployment = self._step(deployment, DRAINING, f"{self.bluegreen.config.drain_s:g} s" if any(m.switches and m.was for m in moves) else "nothing to drain")
+                draining = self.bluegreen.must_drain(moves)
+                deployment = self._step(deployment, DRAINING, f"{self.bluegreen.config.drain_s:g} s" if draining else "nothing to drain")
                 self.bluegreen.drain(moves)
                 deployment = self._step(deployment, STOPPING_OLD)
                 self.bluegreen.stop_others(blue_green)

@@ -182,3 +182,22 @@ def test_the_hosts_nginx_failing_undoes_the_switch_and_blocks_nothing(host):
     assert host.get(API) == "1.0.0 blue" and host.colour_states(API) == {"blue": "active", "green": "inactive"}
     assert host.deploy({API: "1.1.0"}).status == DeploymentStatus.SUCCEEDED
     assert host.get(API) == "1.1.0 green"
+
+
+def test_a_deployment_cut_off_while_draining_drains_again_before_stopping_the_old_colour(tmp_path):
+    with BlueGreenHost(tmp_path, drain="7s") as host:
+        host.deploy({API: "1.0.0"})
+
+        def crash(state):
+            if state == DRAINING:
+                raise Crash(state)
+
+        with pytest.raises(Crash):
+            host.deploy({API: "1.1.0"}, engine=host.engine(crash))
+        assert host.colour_states(API) == {"blue": "active", "green": "active"}  # blue still had users' requests
+
+        host.engine().resume()
+
+        assert host.waited == [7.0]  # the resumed run's drain (the first was cut off before its wait)
+        assert host.colour_states(API) == {"blue": "inactive", "green": "active"}
+        assert host.get(API) == "1.1.0 green"
