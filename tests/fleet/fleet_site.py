@@ -197,10 +197,9 @@ def max_concurrent(intervals: Iterable[tuple[float, float, str]]) -> tuple[int, 
     """(most intervals open at one instant, that instant, their labels): a sweep over the
     endpoints, a start at the very instant another ends counted as overlapping.
 
-    Count hosts changing as ``interval("switching", "slot-released")``: a slot handed over is
-    journaled by both hosts after etcd committed the hand-over, in either order, so one host's
-    ``slot-held`` may precede the other's ``slot-released`` by milliseconds; ``switching`` comes
-    after the units are installed, well after the slot was taken."""
+    Count hosts changing as ``interval("switching", "slot-released")``: the giver journals
+    ``slot-released`` before it gives the slot back, and the taker journals ``switching`` after it
+    took it and installed the units, so with one slot the intervals never meet."""
     events = []
     for begin, end, label in intervals:
         events.append((begin, 0, label))
