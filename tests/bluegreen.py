@@ -181,6 +181,20 @@ class BlueGreenHost:
         finally:
             connection.close()
 
+    def answers(self, ref: str, expected: str | None, *, timeout_s: float = 15.0) -> bool:
+        """True once a new connection to ``ref``'s public port gets ``expected`` (None: no 200),
+        False if it does not before the deadline. Polled: right after a reload one of nginx's
+        old workers may still take a new connection and route it by the old include (on a host,
+        ``switch.drain`` covers them; here the drain is not waited)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while self.get(ref) != expected:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def state(self, unit: str) -> str:
         return self.services.state(unit)
 

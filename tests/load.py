@@ -139,8 +139,12 @@ class Load:
             thread.join()
 
     def summary(self) -> Summary:
+        return summarize(self.outcomes())
+
+    def outcomes(self) -> list[Outcome]:
+        """Every request's outcome (once the load has stopped)."""
         self.stop()
-        return summarize([outcome for mine in self._outcomes for outcome in mine])
+        return [outcome for mine in self._outcomes for outcome in mine]
 
     # --- the threads ------------------------------------------------------------------------------
 

@@ -294,10 +294,12 @@ class BlueGreen:
             self.units.sync()
             self.services.daemon_reload()
         names = colour_units(entry.units, colour)
+        if not written and all(self.services.state(name) == "active" for name in names):
+            return  # running this very release already (users on it, or still draining): it stays running
         self.services.reset_failed(names)
         if written:
             self.services.restart(names)
-        else:  # running this very release already (users on it, or still draining): it stays running
+        else:
             self.services.start(names)
 
     def _route(self, records: Mapping[str, ColourRecord]) -> None:

@@ -66,17 +66,31 @@ class Run:
     error: str | None
     update_s: float
     load: Summary
+    outcomes: list = ()
+    marks: dict = None
+    """When (time.monotonic()) each deployment step began."""
+
+    def back_on_old_s(self) -> float | None:
+        """From the start of the undo to the last request sent that 1.1.0 still answered: how
+        long users stayed on the failed release once the agent had decided against it."""
+        began = (self.marks or {}).get("rolling-back")
+        if began is None:
+            return None
+        late = [o.sent for o in self.outcomes if o.body == "1.1.0 green" and o.sent >= began]
+        return max(late) - began if late else 0.0
 
 
 def update_under_load(host: BlueGreenHost, name: str, versions: dict[str, str], **deploy) -> Run:
     """``host.deploy(versions, **deploy)`` while the load runs on the public port."""
+    marks: dict[str, float] = {}
+    engine = host.engine(lambda state: marks.setdefault(state, time.monotonic()))
     with Load("127.0.0.1", host.public[API], rate=RATE, keepalive=KEEPALIVE) as load:
         time.sleep(MARGIN_S)
         started = time.monotonic()
-        result = host.deploy(versions, **deploy)
+        result = host.deploy(versions, engine=engine, **deploy)
         update_s = time.monotonic() - started
         time.sleep(MARGIN_S)
-    return Run(name, result.status, result.error, update_s, load.summary())
+    return Run(name, result.status, result.error, update_s, load.summary(), load.outcomes(), marks)
 
 
 def restart(tmp_path: Path) -> Run:
@@ -117,6 +131,9 @@ def test_users_see_no_failed_request_during_a_blue_green_update_or_its_rollback(
     print(f"\nupdates of {API} 1.0.0 → 1.1.0 under {RATE:.0f} requests/s (half new connections, half on "
           f"{KEEPALIVE} keep-alive ones), from {MARGIN_S:g} s before to {MARGIN_S:g} s after; drain {DRAIN}; "
           f"{time.monotonic() - started:.0f} s in all ({machine()})\n" + table([restarted, switched, rolled]))
+    back = rolled.back_on_old_s()
+    print(f"rollback: users back on 1.0.0 {back * 1000:.0f} ms after the undo began (start of rolling-back to the last "
+          "request 1.1.0 answered; before it, verifying-public waited the release's health timeout_s)")
 
     assert restarted.status == DeploymentStatus.SUCCEEDED, restarted.error
     assert restarted.load.failed > 0, "the restart failed no request: was the load on the service's port?"
@@ -133,3 +150,6 @@ def test_users_see_no_failed_request_during_a_blue_green_update_or_its_rollback(
     assert rolled.load.answers["1.1.0 green"] > 0, "users never reached 1.1.0: the switch back was not measured"
     assert after_rollback == ("1.0.0 blue", "blue", [1.0]), after_rollback  # the drain of the switch back
     assert rolled.load.last_body == "1.0.0 blue"
+    # Generous: a figure of a few hundred ms (nginx -t, reload, its probe) must not fail CI on a
+    # loaded machine; five seconds would mean the undo restarted something or waited a timeout.
+    assert back is not None and back < 5.0, f"users stayed on the failed release {back:.1f} s into the undo"

@@ -29,7 +29,7 @@ def host(tmp_path):
 def test_a_first_install_goes_live_in_blue_and_an_update_switches_to_green(host):
     first = host.deploy({API: "1.0.0"})
     assert (first.status, first.revision) == (DeploymentStatus.SUCCEEDED, 1), first.error
-    assert host.get(API) == "1.0.0 blue"
+    assert host.answers(API, "1.0.0 blue")
     assert host.colour_states(API) == {"blue": "active", "green": "inactive"}
     assert host.enabled(BLUE) == "enabled"
     record = host.store.colours.get(API)
@@ -40,7 +40,7 @@ def test_a_first_install_goes_live_in_blue_and_an_update_switches_to_green(host)
 
     second = host.deploy({API: "1.1.0"})
     assert (second.status, second.revision) == (DeploymentStatus.SUCCEEDED, 2), second.error
-    assert host.get(API) == "1.1.0 green"
+    assert host.answers(API, "1.1.0 green")
     assert host.colour_states(API) == {"blue": "inactive", "green": "active"}
     assert (host.enabled(GREEN), host.enabled(BLUE)) == ("enabled", "disabled")
     assert f"serve.py {record.ports['green']} " in (host.unit_dir / GREEN).read_text()
@@ -61,7 +61,7 @@ def test_a_release_unhealthy_in_its_own_colour_never_gets_users(host):
 
     assert failed.status == DeploymentStatus.ROLLED_BACK
     assert "is not healthy in colour green" in failed.error and "users stayed on blue" in failed.error
-    assert host.get(API) == "1.0.0 blue" and host.nginx.include.read_text() == include
+    assert host.answers(API, "1.0.0 blue") and host.nginx.include.read_text() == include
     assert host.colour_states(API) == {"blue": "active", "green": "inactive"}
     assert host.starts(API) == ["blue 1.0.0", "green 1.1.0"]  # blue was never restarted
     assert f"{API}@1.1.0" in host.store.blocked.refs()
@@ -75,7 +75,7 @@ def test_a_release_failing_through_nginx_is_switched_back_to_the_running_old_col
 
     assert failed.status == DeploymentStatus.ROLLED_BACK, failed.error
     assert "not healthy through nginx" in failed.error
-    assert host.get(API) == "1.0.0 blue"
+    assert host.answers(API, "1.0.0 blue")
     assert host.colour_states(API) == {"blue": "active", "green": "inactive"}
     assert host.starts(API) == ["blue 1.0.0", "green 1.1.0"]  # users went back to the blue that never stopped
     assert host.store.colours.get(API).live == "blue" and host.enabled(BLUE) == "enabled"
@@ -89,7 +89,7 @@ def test_a_rollback_to_an_older_revision_takes_the_same_path(host):
     result = host.engine().rollback(1, catalog=None, reason="1.1.0 is slow", actor="alice")
 
     assert result.deployment.status == DeploymentStatus.SUCCEEDED, result.deployment.error
-    assert host.get(API) == "1.0.0 blue"
+    assert host.answers(API, "1.0.0 blue")
     assert host.colour_states(API) == {"blue": "active", "green": "inactive"}
     assert host.starts(API) == ["blue 1.0.0", "green 1.1.0", "blue 1.0.0"]
 
@@ -101,7 +101,7 @@ def test_nginx_refusing_the_include_changes_nothing_users_see(host):
     failed = host.deploy({API: "1.1.0"}, engine=host.engine(switch=refusing))
 
     assert failed.status == DeploymentStatus.ROLLED_BACK and "nginx refused" in failed.error, failed.error
-    assert host.get(API) == "1.0.0 blue" and host.colour_states(API) == {"blue": "active", "green": "inactive"}
+    assert host.answers(API, "1.0.0 blue") and host.colour_states(API) == {"blue": "active", "green": "inactive"}
 
 
 def test_the_drain_waits_before_the_old_colour_stops_and_a_first_install_has_none(tmp_path):
@@ -118,7 +118,7 @@ def test_a_restart_capability_turns_blue_green_and_back(host):
 
     turned = host.deploy({API: "1.1.0"})
     assert turned.status == DeploymentStatus.SUCCEEDED, turned.error
-    assert host.get(API) == "1.1.0 blue"
+    assert host.answers(API, "1.1.0 blue")
     assert not (host.unit_dir / "id1-core-api.service").exists()
 
     back = host.deploy({API: "1.2.0"}, restart={API})
@@ -130,12 +130,12 @@ def test_a_restart_capability_turns_blue_green_and_back(host):
 
 def test_a_removed_capability_leaves_nginx_and_the_unit_folder(host):
     host.deploy({API: "1.0.0", "core/web": "1.0.0"})
-    assert host.get("core/web") == "1.0.0 blue"
+    assert host.answers("core/web", "1.0.0 blue")
 
     assert host.deploy({API: "1.0.0"}).status == DeploymentStatus.SUCCEEDED
-    assert host.get("core/web") is None and "core/web" not in host.nginx.include.read_text()
+    assert host.answers("core/web", None) and "core/web" not in host.nginx.include.read_text()
     assert not list(host.unit_dir.glob("id1-core-web@*")) and host.store.colours.get("core/web") is None
-    assert host.get(API) == "1.0.0 blue"
+    assert host.answers(API, "1.0.0 blue")
 
 
 # --- killed anywhere in the switch ------------------------------------------------------------------
@@ -162,7 +162,7 @@ def test_killed_at_any_step_of_the_switch_the_next_start_leaves_one_healthy_colo
     host.engine().resume()
 
     want = ("1.0.0", "blue") if broken else ("1.1.0", "green")
-    assert host.get(API) == " ".join(want)
+    assert host.answers(API, " ".join(want))
     states = host.colour_states(API)
     assert sorted(states.values()) == ["active", "inactive"] and states[want[1]] == "active", states
     record = host.store.colours.get(API)
@@ -179,9 +179,9 @@ def test_the_hosts_nginx_failing_undoes_the_switch_and_blocks_nothing(host):
 
     assert failed.status == DeploymentStatus.ROLLED_BACK and "switch.nginx_reload" in failed.error, failed.error
     assert not host.store.blocked.refs()  # the release is not at fault: tried again once nginx works
-    assert host.get(API) == "1.0.0 blue" and host.colour_states(API) == {"blue": "active", "green": "inactive"}
+    assert host.answers(API, "1.0.0 blue") and host.colour_states(API) == {"blue": "active", "green": "inactive"}
     assert host.deploy({API: "1.1.0"}).status == DeploymentStatus.SUCCEEDED
-    assert host.get(API) == "1.1.0 green"
+    assert host.answers(API, "1.1.0 green")
 
 
 def test_a_deployment_cut_off_while_draining_drains_again_before_stopping_the_old_colour(tmp_path):
@@ -200,4 +200,4 @@ def test_a_deployment_cut_off_while_draining_drains_again_before_stopping_the_ol
 
         assert host.waited == [7.0]  # the resumed run's drain (the first was cut off before its wait)
         assert host.colour_states(API) == {"blue": "inactive", "green": "active"}
-        assert host.get(API) == "1.1.0 green"
+        assert host.answers(API, "1.1.0 green")
