@@ -40,14 +40,14 @@ given the include again whether or not it had loaded it.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from agent.config import SwitchConfig
 from agent.deploy.health import HealthChecker
-from agent.deploy.proxy import ColourPorts, NginxProxy, Upstream, assign_ports, loaded_probe, render_include
+from agent.deploy.proxy import (ColourPorts, NginxProxy, Upstream, assign_ports, loaded_probe, public_address,
+                                render_include)
 from agent.deploy.releases import ReleaseLayout
 from agent.deploy.services import ServiceController
 from agent.deploy.units import UnitFolder, release_unit_files
@@ -67,15 +67,6 @@ def is_blue_green(entry: DeployedCapability | None) -> bool:
 
 def other_colour(colour: str) -> str:
     return COLOURS[1] if colour == COLOURS[0] else COLOURS[0]
-
-
-def public_address(listen: str) -> str:
-    """Where the public ports are asked from this host: the listen address, or loopback when
-    nginx listens on every address."""
-    address = ipaddress.ip_address(listen)
-    if address.is_unspecified:
-        return "::1" if address.version == 6 else "127.0.0.1"
-    return str(address)
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,10 +225,16 @@ def loaded_probe(live: Mapping[str, Upstream], listen: str) -> LoadedProbe | Non
     if not live:
         return None
     ref, upstream = min(live.items())
+    return LoadedProbe(public_address(listen), upstream.public_port, _probe_answer(ref, upstream, include_generation(live, listen)))
+
+
+def public_address(listen: str) -> str:
+    """Where this host reaches the public ports: the listen address, or loopback when nginx
+    listens on every address."""
     address = ipaddress.ip_address(listen)
     if address.is_unspecified:
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    return LoadedProbe(str(address), upstream.public_port, _probe_answer(ref, upstream, include_generation(live, listen)))
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return str(address)
 
 
 def _probe_answer(ref: str, upstream: Upstream, generation: str) -> str:
